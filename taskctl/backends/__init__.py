@@ -1,0 +1,63 @@
+"""Adapters chosen from the URL scheme (like kombu's TRANSPORT_ALIASES and celery's ``by_url``).
+
+Each table maps a scheme to ``"module:Class"``, imported on first use so that ``--help`` and commands that do
+not need a backend never import boto3, redis or kombu. Brokers get no registry: ``kombu.Connection(url)``
+already picks the transport.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from taskctl.errors import UsageError
+from taskctl.urls import mask, scheme_of
+
+if TYPE_CHECKING:
+    from taskctl.backends.base import Broker, ResultStore, TableAdmin
+    from taskctl.config import Settings
+
+RESULT_STORES: dict[str, str] = {
+    "dynamodb": "taskctl.backends.dynamodb:DynamoDBResultStore",
+    "redis": "taskctl.backends.redis:RedisResultStore",
+    "rediss": "taskctl.backends.redis:RedisResultStore",
+    "file": "taskctl.backends.file:FileResultStore",
+}
+TABLE_ADMINS: dict[str, str] = {
+    "dynamodb": "taskctl.backends.dynamodb:DynamoDBTableAdmin",
+}
+BROKER = "taskctl.backends.broker:KombuBroker"
+
+
+def load(dotted: str) -> Any:
+    module, _, attr = dotted.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _lookup(table: dict[str, str], url: str, what: str) -> str:
+    scheme = scheme_of(url)
+    if scheme in table:
+        return table[scheme]
+    close = difflib.get_close_matches(scheme, list(table), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "supported: " + ", ".join(f"{s}://" for s in table)
+    raise UsageError(f"{what} does not support {scheme}:// ({mask(url)})", hint=hint)
+
+
+def result_store(settings: Settings, url: str | None = None) -> ResultStore:
+    """The result store for URL (default: the configured backend)."""
+    url = url or settings.require_backend()
+    cls = load(_lookup(RESULT_STORES, url, "result commands"))
+    return cls.from_settings(url, settings)  # type: ignore[no-any-return]
+
+
+def table_admin(settings: Settings, url: str | None = None) -> TableAdmin:
+    """The table administrator for URL (default: the configured backend, else dynamodb://)."""
+    url = url or settings.backend or "dynamodb://"
+    cls = load(_lookup(TABLE_ADMINS, url, "table commands"))
+    return cls.from_settings(url, settings)  # type: ignore[no-any-return]
+
+
+def broker(settings: Settings, url: str | None = None) -> Broker:
+    cls = load(BROKER)
+    return cls.from_settings(url or settings.broker, settings)  # type: ignore[no-any-return]

@@ -1,0 +1,45 @@
+"""What every command shares: confirmation of destructive actions, ids from stdin, durations."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+import typer
+
+from taskctl.errors import InterruptedError_, UsageError
+from taskctl.units import parse_duration
+
+YES_HELP = "Do it without asking (required when stdin is not a terminal)."
+DRY_RUN_HELP = "Show what would change and change nothing."
+LIMIT_HELP = "At most N items."
+TASK_GLOB_HELP = "Only tasks whose name matches this glob (e.g. 'app.tasks.*')."
+
+
+def confirm(action: str, *, yes: bool, dry_run: bool = False) -> None:
+    """Destructive commands: --yes, a prompt on a terminal, or exit 2 without --yes off a terminal."""
+    if yes or dry_run:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to {action} without --yes (stdin is not a terminal)",
+            hint="pass --yes to confirm, or --dry-run to see what would change",
+        )
+    if not typer.confirm(f"{action[:1].upper()}{action[1:]}?", default=False, err=True):
+        raise InterruptedError_("not confirmed; nothing changed")
+
+
+def read_ids(ids: Iterable[str]) -> list[str]:
+    """IDs from the arguments; '-' reads whitespace-separated ids from stdin."""
+    out: list[str] = []
+    for i in ids:
+        if i == "-":
+            out.extend(sys.stdin.read().split())
+        elif i.strip():
+            out.append(i.strip())
+    seen: set[str] = set()
+    return [i for i in out if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
+
+
+def duration(value: str | None, option: str) -> float | None:
+    return None if value is None else parse_duration(value, option=option)
