@@ -96,6 +96,11 @@ class RootGroup(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        if os.environ.get("_TASKCTL_COMPLETE"):
+            # shell completion (TAB): typer's completion classes, registered only when asked for
+            from typer._completion_classes import completion_init
+
+            completion_init()
         argv = hoist_global_options(sys.argv[1:] if args is None else args)
         STATE.fmt = _sniff_format(argv)
         STATE.debug = "--debug" in argv
@@ -172,7 +177,6 @@ def _version(value: bool) -> None:
 app = typer.Typer(
     cls=RootGroup,
     name="taskctl",
-    help="Operations toolkit for Celery: DynamoDB result tables, stored results, queues, revokes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

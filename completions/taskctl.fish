@@ -1,0 +1,1 @@
+complete --command taskctl --no-files --arguments "(env _TASKCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) taskctl)" --condition "env _TASKCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) taskctl"
