@@ -1,0 +1,415 @@
+"""Provisioning and inspection of the DynamoDB tables Celery's DynamoDB result backend uses.
+
+Celery's table (celery/backends/dynamodb.py): hash key ``id`` of type S, no range key; items carry ``result``
+(B), ``timestamp`` (N) and, when ``ttl_seconds`` is set, ``ttl`` (N) for DynamoDB's Time to Live. Celery only
+creates PROVISIONED tables and polls every second until ACTIVE; here waits poll with a short, growing delay
+(boto3's ``table_exists`` waiter sleeps 20 s between checks).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from taskctl import events
+from taskctl.backends import table_admin
+from taskctl.errors import ConflictError, NotFoundError, UsageError, WaitTimeoutError
+from taskctl.models import KeyAttr, TableInfo
+from taskctl.units import format_duration
+from taskctl.urls import mask, parse_dynamodb
+
+if TYPE_CHECKING:
+    from taskctl.backends.base import TableAdmin
+    from taskctl.config import Settings
+
+#: the key and TTL attribute Celery's DynamoDBBackend uses
+CELERY_KEY = "id"
+CELERY_KEY_TYPE = "S"
+CELERY_TTL_ATTRIBUTE = "ttl"
+#: table states in which Celery cannot use a table at all
+UNUSABLE_STATUS = {"DELETING", "ARCHIVING", "ARCHIVED", "INACCESSIBLE_ENCRYPTION_CREDENTIALS"}
+#: first and longest delay between two status polls, in seconds
+POLL_START = 0.1
+POLL_MAX = 2.0
+#: parallel DescribeTable/DescribeTimeToLive calls in `table list`
+LIST_CONCURRENCY = 8
+
+#: replaced in tests to wait without sleeping
+sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which table, at which backend URL."""
+
+    url: str
+    table: str
+    read: int
+    write: int
+    ttl_seconds: int | None
+
+
+def target(settings: Settings, table: str | None = None) -> Target:
+    """TABLE, else the backend URL's table (Celery's default ``celery``)."""
+    url = settings.backend or "dynamodb://"
+    parsed = parse_dynamodb(url) if url.lower().startswith("dynamodb:") else None
+    if parsed is None:
+        table_admin(settings, url)  # raises the registry's usage error naming the scheme
+        raise UsageError(f"table commands need a dynamodb:// backend, not {mask(url)}")
+    return Target(url, table or parsed.table, parsed.read, parsed.write, parsed.ttl_seconds)
+
+
+def admin_for(settings: Settings, t: Target) -> TableAdmin:
+    return table_admin(settings, t.url)
+
+
+# -- the model ------------------------------------------------------------------------------------------------
+
+
+def problems_of(desc: dict[str, Any], ttl: dict[str, Any] | None) -> list[str]:
+    """Sentences saying why Celery cannot use the table as it is; empty when it can."""
+    out = key_schema_problems(desc)
+    status = desc.get("TableStatus")
+    if status in UNUSABLE_STATUS:
+        out.append(f"The table is {status}, so Celery cannot read or write it.")
+    if ttl:
+        ttl_status = ttl.get("TimeToLiveStatus")
+        attr = ttl.get("AttributeName")
+        if ttl_status in ("ENABLED", "ENABLING") and attr and attr != CELERY_TTL_ATTRIBUTE:
+            out.append(
+                f"TTL is {ttl_status.lower()} on attribute {attr!r}, not {CELERY_TTL_ATTRIBUTE!r}: Celery with "
+                f"ttl_seconds set fails at start-up (DynamoDB refuses its TTL change), and its "
+                f"{CELERY_TTL_ATTRIBUTE!r} values never expire items."
+            )
+    return out
+
+
+def key_schema_problems(desc: dict[str, Any]) -> list[str]:
+    """How the key schema differs from Celery's (hash key ``id`` of type S, no range key)."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions", [])}
+    keys = {k["KeyType"]: k["AttributeName"] for k in desc.get("KeySchema", [])}
+    out: list[str] = []
+    hash_key = keys.get("HASH")
+    if hash_key != CELERY_KEY:
+        out.append(f"The hash key is {hash_key!r}, but Celery reads and writes items by a hash key {CELERY_KEY!r}.")
+    elif types.get(CELERY_KEY) != CELERY_KEY_TYPE:
+        out.append(
+            f"The hash key {CELERY_KEY!r} has type {types.get(CELERY_KEY)}, but Celery stores it as a string "
+            f"(type {CELERY_KEY_TYPE})."
+        )
+    if "RANGE" in keys:
+        out.append(
+            f"The table has a range key {keys['RANGE']!r}; Celery's items have only the hash key {CELERY_KEY!r}, "
+            "so its reads and writes fail."
+        )
+    return out
+
+
+def table_info(desc: dict[str, Any], ttl: dict[str, Any] | None, **kw: Any) -> TableInfo:
+    """TableInfo from DescribeTable's ``Table`` and DescribeTimeToLive's description."""
+    billing = (desc.get("BillingModeSummary") or {}).get("BillingMode") or "PROVISIONED"
+    pt = desc.get("ProvisionedThroughput") or {}
+    on_demand = billing == "PAY_PER_REQUEST"
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions", [])}
+    keys = tuple(
+        KeyAttr(name=k["AttributeName"], type=types.get(k["AttributeName"], "?"), key=k["KeyType"])
+        for k in desc.get("KeySchema", [])
+    )
+    problems = tuple(problems_of(desc, ttl))
+    return TableInfo(
+        table=str(desc.get("TableName", "")),
+        status=str(desc.get("TableStatus", "UNKNOWN")),
+        billing_mode=billing,
+        read_capacity=None if on_demand else pt.get("ReadCapacityUnits"),
+        write_capacity=None if on_demand else pt.get("WriteCapacityUnits"),
+        key_schema=keys,
+        celery_compatible=not problems,
+        problems=problems,
+        item_count=desc.get("ItemCount"),
+        size_bytes=desc.get("TableSizeBytes"),
+        ttl_status=(ttl or {}).get("TimeToLiveStatus"),
+        ttl_attribute=(ttl or {}).get("AttributeName"),
+        **kw,
+    )
+
+
+def _info(admin: TableAdmin, table: str, **kw: Any) -> TableInfo:
+    return table_info(admin.describe_table(table), admin.describe_ttl(table), **kw)
+
+
+# -- waiting ----------------------------------------------------------------------------------------------
+
+
+def wait_until(check: Callable[[], tuple[bool, str]], *, what: str, timeout: float) -> str:
+    """Poll CHECK (done, state) with a short growing delay until done; WaitTimeoutError (124) after TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    delay = POLL_START
+    # events.progress is annotated as an iterator but returns a context manager
+    progress: Any = events.progress(f"waiting for {what}", None)
+    with progress as bar:
+        while True:
+            done, state = check()
+            if done:
+                return state
+            bar.update(description=f"waiting for {what} (now {state})")
+            if time.monotonic() + delay > deadline:
+                raise WaitTimeoutError(
+                    f"gave up waiting for {what}: still {state} after {format_duration(timeout)}",
+                    hint="check again later with 'taskctl table describe', or pass a longer --timeout",
+                )
+            sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX)
+
+
+def _wait_active(admin: TableAdmin, table: str, timeout: float) -> None:
+    def check() -> tuple[bool, str]:
+        status = str(admin.describe_table(table).get("TableStatus"))
+        if status in UNUSABLE_STATUS:
+            raise ConflictError(f"table {table!r} became {status} while waiting for it to become ACTIVE")
+        return status == "ACTIVE", status
+
+    wait_until(check, what=f"table {table!r} to become ACTIVE", timeout=timeout)
+
+
+# -- operations -------------------------------------------------------------------------------------------
+
+
+def describe(settings: Settings, table: str | None = None) -> TableInfo:
+    t = target(settings, table)
+    return _info(admin_for(settings, t), t.table)
+
+
+def list_tables(settings: Settings) -> Iterator[TableInfo]:
+    """Every table at the endpoint, described concurrently, in ListTables order."""
+    t = target(settings)
+    admin = admin_for(settings, t)
+    pages = admin.list_tables()
+    # the first page now: an unreachable endpoint fails before any output starts
+    first = list(itertools.islice(pages, 1))
+    names = itertools.chain(first, pages)
+    return _describe_all(admin, names)
+
+
+def _describe_all(admin: TableAdmin, names: Iterator[str]) -> Iterator[TableInfo]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(name: str) -> TableInfo | None:
+        try:
+            return _info(admin, name)
+        except NotFoundError:  # deleted between ListTables and DescribeTable
+            return None
+
+    with ThreadPoolExecutor(max_workers=LIST_CONCURRENCY) as pool:
+        while True:
+            batch = [n for _, n in zip(range(LIST_CONCURRENCY * 4), names, strict=False)]
+            if not batch:
+                return
+            for info in pool.map(one, batch):
+                if info is not None:
+                    yield info
+
+
+def create(
+    settings: Settings,
+    table: str | None = None,
+    *,
+    read: int | None = None,
+    write: int | None = None,
+    on_demand: bool = False,
+    ttl: bool | None = None,
+    wait: bool = True,
+    timeout: float = 300.0,
+    dry_run: bool = False,
+) -> TableInfo:
+    """Create Celery's table unless it exists (idempotent); optionally switch TTL on for attribute ``ttl``.
+
+    ``ttl=None`` follows the URL the way Celery does at start-up: ``ttl_seconds >= 0`` enables TTL.
+    """
+    t = target(settings, table)
+    if on_demand and (read is not None or write is not None):
+        raise UsageError("--on-demand and --read/--write exclude each other", hint="on-demand tables have no capacity")
+    read = t.read if read is None else read
+    write = t.write if write is None else write
+    if read < 1 or write < 1:
+        raise UsageError(f"--read and --write must be at least 1 (got {read}/{write})")
+    want_ttl = ttl if ttl is not None else (t.ttl_seconds is not None and t.ttl_seconds >= 0)
+    admin = admin_for(settings, t)
+    if dry_run:
+        return _plan_create(admin, t.table, read, write, on_demand, want_ttl)
+    created = admin.create_table(t.table, read=read, write=write, on_demand=on_demand)
+    desc = admin.describe_table(t.table)
+    if not created:
+        _check_existing(desc, t.table, read, write, on_demand)
+    if desc.get("TableStatus") != "ACTIVE" and (wait or want_ttl):
+        # TTL can only be changed on an ACTIVE table, so --ttl waits even with --no-wait
+        _wait_active(admin, t.table, timeout)
+    if want_ttl:
+        _apply_ttl(admin, t.table, enable=True, attribute=CELERY_TTL_ATTRIBUTE)
+    return _info(admin, t.table, created=created)
+
+
+def _check_existing(desc: dict[str, Any], table: str, read: int, write: int, on_demand: bool) -> None:
+    diff = key_schema_problems(desc)
+    if diff:
+        raise ConflictError(
+            f"table {table!r} exists with a key schema Celery cannot use: {' '.join(diff)}",
+            hint="use another table name, or delete this one if nothing needs it ('taskctl table delete')",
+            code="schema",
+        )
+    status = desc.get("TableStatus")
+    if status in UNUSABLE_STATUS:
+        raise ConflictError(f"table {table!r} exists but is {status}", hint="wait until it is gone, then create it")
+    billing = (desc.get("BillingModeSummary") or {}).get("BillingMode") or "PROVISIONED"
+    if on_demand and billing != "PAY_PER_REQUEST":
+        events.warn(f"table {table!r} already exists with PROVISIONED capacity; left unchanged")
+    elif not on_demand and billing == "PAY_PER_REQUEST":
+        events.warn(f"table {table!r} already exists as on-demand (PAY_PER_REQUEST); left unchanged")
+    elif not on_demand:
+        pt = desc.get("ProvisionedThroughput") or {}
+        have = (pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits"))
+        if have != (read, write):
+            events.warn(f"table {table!r} already exists with capacity {have[0]}/{have[1]}; left unchanged")
+
+
+def _plan_create(admin: TableAdmin, table: str, read: int, write: int, on_demand: bool, want_ttl: bool) -> TableInfo:
+    try:
+        desc = admin.describe_table(table)
+    except NotFoundError:
+        return TableInfo(
+            table=table,
+            status="MISSING",
+            billing_mode="PAY_PER_REQUEST" if on_demand else "PROVISIONED",
+            read_capacity=None if on_demand else read,
+            write_capacity=None if on_demand else write,
+            key_schema=(KeyAttr(name=CELERY_KEY, type=CELERY_KEY_TYPE, key="HASH"),),
+            celery_compatible=True,
+            problems=(),
+            item_count=None,
+            size_bytes=None,
+            ttl_status="ENABLED" if want_ttl else "DISABLED",
+            ttl_attribute=CELERY_TTL_ATTRIBUTE if want_ttl else None,
+            created=True,
+            dry_run=True,
+        )
+    _check_existing(desc, table, read, write, on_demand)
+    ttl = admin.describe_ttl(table)
+    if want_ttl:
+        plan_ttl(table, ttl, enable=True, attribute=CELERY_TTL_ATTRIBUTE)  # raises when it would be refused
+    return table_info(desc, ttl, created=False, dry_run=True)
+
+
+# -- TTL ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TTLPlan:
+    """What `table ttl` does in a given state: nothing (with why), or one UpdateTimeToLive call."""
+
+    update: bool
+    enabled: bool
+    attribute: str
+    reason: str
+
+
+def plan_ttl(table: str, ttl: dict[str, Any], *, enable: bool, attribute: str) -> TTLPlan:
+    """The TTL state machine of Celery's ``_set_table_ttl``, refusing up front what DynamoDB would refuse.
+
+    The wanted state already in force or in progress is no change. TTL active on another attribute is refused
+    here rather than sent: DynamoDB refuses it, but moto would silently switch the attribute.
+    """
+    status = str(ttl.get("TimeToLiveStatus", "DISABLED"))
+    current = ttl.get("AttributeName")
+    if enable:
+        if status in ("ENABLED", "ENABLING"):
+            if current == attribute:
+                return TTLPlan(False, True, attribute, f"TTL is already {status.lower()} on {attribute!r}")
+            raise ConflictError(
+                f"cannot enable TTL on {attribute!r} for table {table!r}: TimeToLive is active on a different "
+                f"AttributeName: current AttributeName is {current!r} ({status})",
+                hint=f"disable it first ('taskctl table ttl {table} --disable'), wait until DISABLED "
+                "(up to an hour on AWS), then enable it again",
+                code="ttl-refused",
+            )
+        # DISABLED: enable. DISABLING: DynamoDB most likely refuses ("modified multiple times"); its reason is shown
+        return TTLPlan(True, True, attribute, f"TTL is {status.lower()}")
+    if status in ("DISABLED", "DISABLING"):
+        return TTLPlan(False, False, current or attribute, f"TTL is already {status.lower()}")
+    # ENABLED: disable the attribute in force. ENABLING: DynamoDB most likely refuses; its reason is shown
+    return TTLPlan(True, False, current or attribute, f"TTL is {status.lower()}")
+
+
+def _apply_ttl(admin: TableAdmin, table: str, *, enable: bool, attribute: str) -> bool:
+    plan = plan_ttl(table, admin.describe_ttl(table), enable=enable, attribute=attribute)
+    if not plan.update:
+        events.note(plan.reason)
+        return False
+    reply = admin.update_ttl(table, enabled=plan.enabled, attribute=plan.attribute)
+    return not reply.get("Unchanged", False)
+
+
+def set_ttl(
+    settings: Settings,
+    table: str | None = None,
+    *,
+    enable: bool | None = None,
+    attribute: str = CELERY_TTL_ATTRIBUTE,
+    wait: bool = False,
+    timeout: float = 3600.0,
+    dry_run: bool = False,
+) -> TableInfo:
+    """Show (enable=None), enable or disable TTL; ``changed`` says whether an update was sent."""
+    t = target(settings, table)
+    if not attribute.strip():
+        raise UsageError("--attribute must not be empty")
+    admin = admin_for(settings, t)
+    desc = admin.describe_table(t.table)  # NotFoundError (exit 3) before any TTL call
+    if enable is None:
+        return table_info(desc, admin.describe_ttl(t.table), changed=False)
+    if dry_run:
+        ttl = admin.describe_ttl(t.table)
+        plan = plan_ttl(t.table, ttl, enable=enable, attribute=attribute)
+        return table_info(desc, ttl, changed=plan.update, dry_run=True)
+    changed = _apply_ttl(admin, t.table, enable=enable, attribute=attribute)
+    if wait:
+        goal = "ENABLED" if enable else "DISABLED"
+
+        def check() -> tuple[bool, str]:
+            status = str(admin.describe_ttl(t.table).get("TimeToLiveStatus"))
+            return status == goal, status
+
+        wait_until(check, what=f"TTL on table {t.table!r} to become {goal}", timeout=timeout)
+    return _info(admin, t.table, changed=changed)
+
+
+# -- delete -------------------------------------------------------------------------------------------------
+
+
+def delete(
+    settings: Settings,
+    table: str,
+    *,
+    wait: bool = True,
+    timeout: float = 300.0,
+    dry_run: bool = False,
+) -> TableInfo:
+    """Delete TABLE (the caller confirms); waits until DynamoDB no longer lists it unless ``wait`` is False."""
+    t = target(settings, table)
+    admin = admin_for(settings, t)
+    before = _info(admin, t.table)
+    if dry_run:
+        return replace(before, dry_run=True, extra={"deleted": False})
+    admin.delete_table(t.table)
+    status = "DELETING"
+    if wait:
+
+        def check() -> tuple[bool, str]:
+            try:
+                return False, str(admin.describe_table(t.table).get("TableStatus"))
+            except NotFoundError:
+                return True, "DELETED"
+
+        status = wait_until(check, what=f"table {t.table!r} to be deleted", timeout=timeout)
+    return replace(before, status=status, extra={"deleted": True})
