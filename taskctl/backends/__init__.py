@@ -15,11 +15,11 @@ from taskctl.errors import UsageError
 from taskctl.urls import mask, scheme_of
 
 if TYPE_CHECKING:
-    from taskctl.backends.base import Broker, ResultStore, TableAdmin
+    from taskctl.backends.base import Broker, Management, RemoteControl, ResultStore, TableAdmin
     from taskctl.config import Settings
 
 RESULT_STORES: dict[str, str] = {
-    "dynamodb": "taskctl.backends.dynamodb:DynamoDBResultStore",
+    "dynamodb": "taskctl.backends.dynamodb_store:DynamoDBResultStore",
     "redis": "taskctl.backends.redis:RedisResultStore",
     "rediss": "taskctl.backends.redis:RedisResultStore",
     "file": "taskctl.backends.file:FileResultStore",
@@ -28,11 +28,20 @@ TABLE_ADMINS: dict[str, str] = {
     "dynamodb": "taskctl.backends.dynamodb:DynamoDBTableAdmin",
 }
 BROKER = "taskctl.backends.broker:KombuBroker"
+MANAGEMENT = "taskctl.backends.management:ManagementAPI"
+CONTROL = "taskctl.backends.control:KombuControl"
 
 
 def load(dotted: str) -> Any:
     module, _, attr = dotted.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    cls = getattr(importlib.import_module(module), attr)
+    # importing taskctl.backends.broker binds the submodule as this package's attribute `broker`, over the
+    # factory function of the same name (likewise control, management): put the factories back
+    name = module.rpartition(".")[2]
+    factory = _FACTORIES.get(name)
+    if factory is not None:
+        globals()[name] = factory
+    return cls
 
 
 def _lookup(table: dict[str, str], url: str, what: str) -> str:
@@ -58,6 +67,22 @@ def table_admin(settings: Settings, url: str | None = None) -> TableAdmin:
     return cls.from_settings(url, settings)  # type: ignore[no-any-return]
 
 
+def control(settings: Settings, url: str | None = None) -> RemoteControl:
+    """Remote control of Celery workers over the broker (the pidbox exchange)."""
+    cls = load(CONTROL)
+    return cls.from_settings(url or settings.broker, settings)  # type: ignore[no-any-return]
+
+
 def broker(settings: Settings, url: str | None = None) -> Broker:
     cls = load(BROKER)
     return cls.from_settings(url or settings.broker, settings)  # type: ignore[no-any-return]
+
+
+def management(settings: Settings, broker_url: str | None = None) -> Management:
+    """RabbitMQ's HTTP management API: --management-url, else the broker's host on port 15672."""
+    cls = load(MANAGEMENT)
+    return cls.from_settings(broker_url or settings.broker, settings)  # type: ignore[no-any-return]
+
+
+#: factories named like their adapter modules (see load)
+_FACTORIES: dict[str, Any] = {"broker": broker, "control": control, "management": management}
