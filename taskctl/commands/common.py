@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 import typer
 
@@ -43,3 +44,14 @@ def read_ids(ids: Iterable[str]) -> list[str]:
 
 def duration(value: str | None, option: str) -> float | None:
     return None if value is None else parse_duration(value, option=option)
+
+
+def lazy_module(name: str) -> Any:
+    """A module imported on first attribute access: command modules load at every start-up (and every TAB)."""
+    import importlib
+
+    class _Lazy:
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(importlib.import_module(name), attr)
+
+    return _Lazy()

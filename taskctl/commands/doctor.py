@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from taskctl import config, doctor
+from taskctl import config
+from taskctl.commands.common import lazy_module
 from taskctl.models import Outcome
+
+if TYPE_CHECKING:
+    from taskctl import doctor
+else:
+    doctor = lazy_module("taskctl.doctor")
 
 # a group whose callback is the command: `taskctl doctor` runs it (cli.py registers every module as a group)
 app = typer.Typer(invoke_without_command=True, subcommand_metavar="")

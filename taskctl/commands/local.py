@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from taskctl import local
-from taskctl.commands.common import duration
+from taskctl.commands.common import duration, lazy_module
 from taskctl.models import LocalStack
+
+if TYPE_CHECKING:
+    from taskctl import local
+else:
+    local = lazy_module("taskctl.local")
 
 app = typer.Typer(
     no_args_is_help=True,

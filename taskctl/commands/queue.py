@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from taskctl import config, queues
-from taskctl.commands.common import DRY_RUN_HELP, LIMIT_HELP, TASK_GLOB_HELP, YES_HELP, confirm, duration
+from taskctl import config
+from taskctl.commands.common import DRY_RUN_HELP, LIMIT_HELP, TASK_GLOB_HELP, YES_HELP, confirm, duration, lazy_module
 from taskctl.errors import UsageError
 from taskctl.models import DrainedLine, Listing, PurgedQueue, QueueMessage, QueueStats, TransferSummary
+
+if TYPE_CHECKING:
+    from taskctl import queues
+else:
+    queues = lazy_module("taskctl.queues")
 
 app = typer.Typer(no_args_is_help=True, help="Look at, purge, drain to a file, publish back and move queue messages.")
 

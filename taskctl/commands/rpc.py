@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from taskctl import config, rpc
-from taskctl.commands.common import duration
+from taskctl import config
+from taskctl.commands.common import duration, lazy_module
 from taskctl.errors import UsageError
 from taskctl.models import BrokerQueue, Listing, RpcResult, TransferSummary
+
+if TYPE_CHECKING:
+    from taskctl import rpc
+else:
+    rpc = lazy_module("taskctl.rpc")
 
 app = typer.Typer(no_args_is_help=True, help="List rpc:// reply queues; show and remove the results left in them.")
 

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from taskctl import config, tasks
-from taskctl.commands.common import DRY_RUN_HELP, LIMIT_HELP, TASK_GLOB_HELP, YES_HELP, confirm, duration, read_ids
+from taskctl import config
+from taskctl.commands.common import (
+    DRY_RUN_HELP,
+    LIMIT_HELP,
+    TASK_GLOB_HELP,
+    YES_HELP,
+    confirm,
+    duration,
+    lazy_module,
+    read_ids,
+)
 from taskctl.models import Listing, Outcome, RevokeReport
+
+if TYPE_CHECKING:
+    from taskctl import tasks
+else:
+    tasks = lazy_module("taskctl.tasks")
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -1,0 +1,259 @@
+"""Celery's DynamoDB result backend as a result store: Celery's exact item layout, batched and concurrent.
+
+Connection string: see :mod:`taskctl.backends.dynamodb` (``dynamodb://[KEY:SECRET@]REGION[:PORT]/TABLE?...``).
+
+Items are ``{id: S "b'<key>'", result: B, timestamp: N, ttl: N}`` (celery-formats §3): the ``id`` carries
+Python's bytes repr, which this store adds and strips so callers use plain keys. Reads of many keys are
+BatchGetItem (100 keys a request), deletes BatchWriteItem (25), both spread over a thread pool;
+UnprocessedKeys/UnprocessedItems are retried with exponential backoff until done (never dropped). Listing is a
+parallel segmented Scan filtered on the key prefix by DynamoDB.
+
+Capabilities: TTL (``ttl`` is enforced late by DynamoDB, so an item can be read after it expired), scan.
+Errors: everything botocore raises goes through ``translate_errors`` (NotFoundError for a missing table,
+UnavailableError for an unreachable endpoint or refused credentials, OperationError otherwise).
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from taskctl.backends.base import StoredItem
+from taskctl.backends.dynamodb import dynamodb_client, translate_errors
+from taskctl.errors import OperationError
+from taskctl.formats.result import dynamodb_id, from_dynamodb_id
+from taskctl.urls import mask, parse_dynamodb
+
+if TYPE_CHECKING:
+    from taskctl.config import Settings
+
+BATCH_GET = 100
+BATCH_WRITE = 25
+#: concurrent requests (botocore's connection pool holds 10)
+WORKERS = 8
+SCAN_SEGMENTS = 4
+#: give up on keys DynamoDB keeps returning unprocessed after this long (throttled far beyond capacity)
+UNPROCESSED_DEADLINE = 300.0
+
+
+class DynamoDBResultStore:
+    supports_ttl: ClassVar[bool] = True
+    supports_scan: ClassVar[bool] = True
+    supports_pubsub: ClassVar[bool] = False
+    batch_get_size: ClassVar[int] = BATCH_GET
+
+    def __init__(
+        self,
+        url: str,
+        client: Any,
+        table: str,
+        *,
+        ttl_seconds: int | None = None,
+        consistent_read: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url
+        self.client = client
+        self.table = table
+        self.ttl_seconds = ttl_seconds
+        self.consistent_read = consistent_read
+        self._sleep = sleep
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_settings(cls, url: str, settings: Settings) -> DynamoDBResultStore:
+        parsed = parse_dynamodb(url)
+        return cls(url, dynamodb_client(url, settings), parsed.table, ttl_seconds=parsed.ttl_seconds)
+
+    def describe(self) -> str:
+        return f"table {self.table!r} at {mask(self.url)}"
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="taskctl-ddb")
+        return self._pool
+
+    def _map(self, fn: Callable[[list[str]], Any], chunks: list[list[str]]) -> list[Any]:
+        if len(chunks) <= 1:
+            return [fn(c) for c in chunks]
+        return list(self._executor().map(fn, chunks))
+
+    def _backoff(self, attempt: int) -> None:
+        self._sleep(min(2.0, 0.05 * (2**attempt)) * (0.5 + random.random() / 2))
+
+    # -- reads ------------------------------------------------------------------------------------------------
+    def _item(self, raw: dict[str, Any]) -> StoredItem:
+        value: bytes | None = None
+        res = raw.get("result")
+        if res is not None:
+            if "B" in res:
+                value = bytes(res["B"])
+            elif "S" in res:
+                value = str(res["S"]).encode("utf-8")
+        ts = raw.get("timestamp", {}).get("N")
+        ttl = raw.get("ttl", {}).get("N")
+        cc = raw.get("chord_count", {}).get("N")
+        return StoredItem(
+            key=from_dynamodb_id(str(raw["id"]["S"])),
+            value=value,
+            timestamp=float(ts) if ts is not None else None,
+            expires_at=float(ttl) if ttl is not None else None,
+            chord_count=int(float(cc)) if cc is not None else None,
+        )
+
+    def _get_chunk(self, keys: list[str]) -> list[StoredItem]:
+        request: dict[str, Any] = {
+            self.table: {"Keys": [{"id": {"S": dynamodb_id(k)}} for k in keys], "ConsistentRead": self.consistent_read}
+        }
+        found: list[StoredItem] = []
+        attempt = 0
+        deadline = time.monotonic() + UNPROCESSED_DEADLINE
+        while request:
+            with translate_errors("read results", url=self.url, table=self.table):
+                resp = self.client.batch_get_item(RequestItems=request)
+            found.extend(self._item(i) for i in resp.get("Responses", {}).get(self.table, []))
+            request = resp.get("UnprocessedKeys") or {}
+            if request:
+                if time.monotonic() > deadline:
+                    left = len(request.get(self.table, {}).get("Keys", []))
+                    raise OperationError(
+                        f"DynamoDB left {left} keys unprocessed for {UNPROCESSED_DEADLINE:.0f}s ({self.describe()})",
+                        hint="the table is throttled: raise its read capacity or retry later",
+                    )
+                self._backoff(attempt)
+                attempt += 1
+        return found
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, StoredItem]:
+        return {item.key: item for item in self.iter_many(keys)}
+
+    def iter_many(self, keys: Sequence[str]) -> Iterator[StoredItem]:
+        """Items as their batches arrive, so a caller decodes one batch while the next is on the wire."""
+        unique = list(dict.fromkeys(keys))
+        chunks = [unique[i : i + BATCH_GET] for i in range(0, len(unique), BATCH_GET)]
+        if len(chunks) <= 1:
+            for c in chunks:
+                yield from self._get_chunk(c)
+            return
+        futures = [self._executor().submit(self._get_chunk, c) for c in chunks]
+        try:
+            for fut in as_completed(futures):
+                yield from fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    # -- writes -----------------------------------------------------------------------------------------------
+    def _delete_chunk(self, keys: list[str]) -> int:
+        request: dict[str, Any] = {
+            self.table: [{"DeleteRequest": {"Key": {"id": {"S": dynamodb_id(k)}}}} for k in keys]
+        }
+        attempt = 0
+        deadline = time.monotonic() + UNPROCESSED_DEADLINE
+        while request:
+            with translate_errors("delete results", url=self.url, table=self.table):
+                resp = self.client.batch_write_item(RequestItems=request)
+            request = resp.get("UnprocessedItems") or {}
+            if request:
+                if time.monotonic() > deadline:
+                    left = len(request.get(self.table, []))
+                    raise OperationError(
+                        f"DynamoDB left {left} deletes unprocessed for {UNPROCESSED_DEADLINE:.0f}s ({self.describe()})",
+                        hint="the table is throttled: raise its write capacity or retry later",
+                    )
+                self._backoff(attempt)
+                attempt += 1
+        return len(keys)
+
+    def delete_many(self, keys: Sequence[str]) -> int:
+        unique = list(dict.fromkeys(keys))
+        chunks = [unique[i : i + BATCH_WRITE] for i in range(0, len(unique), BATCH_WRITE)]
+        return sum(self._map(self._delete_chunk, chunks))
+
+    def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None:
+        """Write an item as Celery does: id, result (B), timestamp, and ttl when the URL configures one."""
+        now = time.time()
+        item: dict[str, Any] = {
+            "id": {"S": dynamodb_id(key)},
+            "result": {"B": value},
+            "timestamp": {"N": str(now)},
+        }
+        ttl = ttl_seconds if ttl_seconds is not None else self.ttl_seconds
+        if ttl is not None and ttl >= 0:
+            item["ttl"] = {"N": str(int(now + ttl))}
+        with translate_errors("store a result", url=self.url, table=self.table):
+            self.client.put_item(TableName=self.table, Item=item)
+
+    # -- scan -------------------------------------------------------------------------------------------------
+    def scan(self, prefixes: Sequence[str] | None = None, *, segments: int = SCAN_SEGMENTS) -> Iterator[StoredItem]:
+        """Items whose key starts with one of PREFIXES, as a parallel segmented Scan delivers them."""
+        params: dict[str, Any] = {"TableName": self.table}
+        if prefixes:
+            names = [f":p{i}" for i in range(len(prefixes))]
+            params["FilterExpression"] = " OR ".join(f"begins_with(#id, {n})" for n in names)
+            params["ExpressionAttributeNames"] = {"#id": "id"}
+            params["ExpressionAttributeValues"] = {
+                n: {"S": dynamodb_id(p)[:-1]} for n, p in zip(names, prefixes, strict=True)
+            }
+        out: queue.Queue[Any] = queue.Queue(maxsize=2000)
+        stop = threading.Event()
+        done = object()
+
+        def offer(x: Any) -> None:
+            while True:
+                try:
+                    out.put(x, timeout=0.2)
+                    return
+                except queue.Full:
+                    if stop.is_set():
+                        return
+
+        def worker(segment: int) -> None:
+            try:
+                start: dict[str, Any] | None = None
+                while not stop.is_set():
+                    kw = dict(params, Segment=segment, TotalSegments=segments)
+                    if start:
+                        kw["ExclusiveStartKey"] = start
+                    with translate_errors("scan results", url=self.url, table=self.table):
+                        resp = self.client.scan(**kw)
+                    for raw in resp.get("Items", []):
+                        offer(self._item(raw))
+                    start = resp.get("LastEvaluatedKey")
+                    if not start:
+                        break
+            except BaseException as exc:  # handed to the consumer, which raises it
+                offer(exc)
+            finally:
+                offer(done)
+
+        threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in range(segments)]
+        for t in threads:
+            t.start()
+        finished = 0
+        try:
+            while finished < segments:
+                got = out.get()
+                if got is done:
+                    finished += 1
+                elif isinstance(got, BaseException):
+                    raise got
+                else:
+                    yield got
+        finally:
+            stop.set()
+            while True:  # unblock producers waiting on a full queue
+                try:
+                    out.get_nowait()
+                except queue.Empty:
+                    break
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

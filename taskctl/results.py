@@ -1,0 +1,794 @@
+"""Stored results: show, forget, list, wait, and walking result trees, on any result store.
+
+Everything reads through one :class:`Reader` (the store from the registry, the codec, the key scheme). A tree
+walk is batched by level: one ``get_many`` per depth level, so a 10,000-node tree costs about depth + N/100
+DynamoDB requests, where Celery's own ``AsyncResult.children`` traversal costs one request per node.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, cast
+
+from taskctl import backends, events
+from taskctl.errors import ExitCode, UsageError
+from taskctl.formats.result import (
+    CHORD_PREFIX,
+    GROUP_PREFIX,
+    KIND_PREFIXES,
+    READY_STATES,
+    TASK_PREFIX,
+    Decoded,
+    GroupRef,
+    KeyScheme,
+    ResultFormatError,
+    TaskMeta,
+    TaskRef,
+    decode_payload,
+    normalize_serializer,
+    parse_date_done,
+    parse_group_meta,
+    parse_task_meta,
+    to_plain,
+)
+from taskctl.models import (
+    ForgetReport,
+    GroupNode,
+    Listing,
+    Outcome,
+    ResultNode,
+    ResultTree,
+    StoredGroup,
+    TaskResult,
+)
+
+if TYPE_CHECKING:
+    from taskctl.backends.base import ResultStore, StoredItem
+    from taskctl.config import Settings
+    from taskctl.events import ProgressHandle
+
+KINDS = tuple(KIND_PREFIXES)
+
+
+def _progress(description: str, total: int | None) -> AbstractContextManager[ProgressHandle]:
+    """events.progress is annotated as an iterator but returns a context manager."""
+    return cast("AbstractContextManager[ProgressHandle]", events.progress(description, total))
+
+
+FAILED_STATES = frozenset({"FAILURE", "REVOKED"})
+
+
+@dataclass(frozen=True)
+class Options:
+    """How stored values are read: the serializer Celery used, its global_keyprefix, and --unsafe-pickle."""
+
+    serializer: str | None = None
+    key_prefix: str | None = None
+    unsafe_pickle: bool = False
+
+
+@dataclass
+class Fetched:
+    item: StoredItem
+    decoded: Decoded
+    meta: TaskMeta | None
+
+
+class Reader:
+    """A result store plus the codec settings to read it with."""
+
+    def __init__(self, settings: Settings, opts: Options | None = None, store: ResultStore | None = None) -> None:
+        opts = opts or Options()
+        try:
+            self.serializer = normalize_serializer(opts.serializer or settings.serializer)
+        except ResultFormatError as exc:
+            raise UsageError(str(exc)) from None
+        prefix = (
+            opts.key_prefix
+            if opts.key_prefix is not None
+            else (settings.key_prefix or settings.result_transport_options.get("global_keyprefix"))
+        )
+        self.keys = KeyScheme(prefix or None)
+        self.unsafe_pickle = opts.unsafe_pickle
+        self.store = store if store is not None else backends.result_store(settings)
+        self._warned: set[str] = set()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def decode(self, task_id: str, item: StoredItem) -> Fetched:
+        dec = decode_payload(item.value, self.serializer, unsafe_pickle=self.unsafe_pickle)
+        if dec.sniffed and dec.serializer not in self._warned:
+            self._warned.add(str(dec.serializer))
+            events.warn(
+                f"some results are stored as {dec.serializer}, not {self.serializer} as configured "
+                "(read anyway; pass --serializer to say what the workers use)"
+            )
+        meta = parse_task_meta(dec.value, task_id) if dec.ok else None
+        if dec.ok and meta is None:
+            dec.error = "not Celery task meta"
+        if meta is not None:
+            # the parsed meta holds all that is shown: drop the raw bytes and the decoded dict (big trees)
+            dec.value = None
+            item = replace(item, value=None)
+        return Fetched(item, dec, meta)
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, Fetched]:
+        """Task id -> what is stored, for the ids that have something stored (one batched read)."""
+        keymap: dict[str, str] = {}
+        for i in ids:
+            for k in self.keys.task_keys(i):
+                keymap.setdefault(k, i)
+        out: dict[str, Fetched] = {}
+        if not keymap:
+            return out
+        stream = getattr(self.store, "iter_many", None)
+        if callable(stream) and len(self.keys.prefixes) == 1:
+            # decode each batch as it arrives, while the store fetches the next ones
+            for item in stream(list(keymap)):
+                owner = keymap.get(item.key)
+                if owner is not None and owner not in out:
+                    out[owner] = self.decode(owner, item)
+            return out
+        items = self.store.get_many(list(keymap))
+        for i in ids:
+            if i in out:
+                continue
+            for k in self.keys.task_keys(i):
+                if k in items:
+                    out[i] = self.decode(i, items[k])
+                    break
+        return out
+
+
+def _expired(item: StoredItem, now: float) -> bool:
+    return item.expires_at is not None and item.expires_at < now
+
+
+def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> TaskResult:
+    """The show/list row for one id (PENDING with found=false when nothing is stored)."""
+    if f is None:
+        return TaskResult(task_id=task_id, state="PENDING", found=False)
+    now = time.time() if now is None else now
+    dec, meta = f.decoded, f.meta
+    expired = _expired(f.item, now)
+    if meta is None:
+        return TaskResult(
+            task_id=task_id,
+            state="UNKNOWN",
+            found=True,
+            expired=expired,
+            serializer=dec.serializer,
+            compression=dec.compression,
+            undecodable=dec.undecodable()
+            or {"error": dec.error, "size": dec.size, "head": dec.head, "compression": dec.compression},
+        )
+    exc = meta.exception
+    return TaskResult(
+        task_id=task_id,
+        state=meta.status,
+        found=True,
+        name=meta.name,
+        args=to_plain(meta.args),
+        kwargs=to_plain(meta.kwargs),
+        result=None if exc else to_plain(meta.result),
+        exception=exc.to_json() if exc else None,
+        traceback=meta.traceback,
+        date_done=meta.date_done,
+        worker=meta.worker,
+        retries=meta.retries,
+        queue=meta.queue,
+        parent_id=meta.parent_id,
+        group_id=meta.group_id,
+        children=tuple(meta.child_ids),
+        expired=expired,
+        serializer=dec.serializer,
+        compression=dec.compression,
+    )
+
+
+def _need_ids(ids: Sequence[str]) -> None:
+    if not ids:
+        raise UsageError("no task ids given", hint="pass one or more ids, or '-' to read them from stdin")
+
+
+# -- show ------------------------------------------------------------------------------------------------------
+
+
+def show(settings: Settings, ids: Sequence[str], *, missing_ok: bool = False, opts: Options | None = None) -> Outcome:
+    """Stored results of IDS in the order given; ids with nothing stored are PENDING with found=false."""
+    _need_ids(ids)
+    with Reader(settings, opts) as reader:
+        fetched = reader.fetch(ids)
+    now = time.time()
+    rows = [task_result(i, fetched.get(i), now) for i in ids]
+    missing = sum(1 for r in rows if not r.found)
+    listing = Listing(model=TaskResult, items=rows)
+    if missing and not missing_ok:
+        return Outcome(
+            listing,
+            ExitCode.NOT_FOUND,
+            f"{missing} of {len(rows)} ids have no stored result (shown as PENDING); --missing-ok exits 0",
+        )
+    return Outcome(listing)
+
+
+# -- trees -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Node:
+    kind: str  # task | group
+    id: str
+    parent: _Node | None
+    depth: int
+    via: str | None
+    children: list[_Node] = field(default_factory=list)
+    fetched: Fetched | None = None
+    cycle: bool = False
+    repeat: bool = False
+    kept: bool = False
+
+    def has_ancestor(self, task_id: str) -> bool:
+        n: _Node | None = self
+        while n is not None:
+            if n.kind == "task" and n.id == task_id:
+                return True
+            n = n.parent
+        return False
+
+
+@dataclass
+class _ReverseIndex:
+    """parent_id -> ids and group_id -> ids over every stored task (built by --deep with one scan)."""
+
+    by_parent: dict[str, list[str]] = field(default_factory=dict)
+    by_group: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Walker:
+    """Walks result trees level by level: each round reads every node of one depth in one batched read."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        *,
+        max_depth: int | None = None,
+        deep: bool = False,
+        keep: Iterable[str] = (),
+    ) -> None:
+        self.reader = reader
+        self.max_depth = max_depth
+        self.keep = frozenset(keep)
+        self.tasks: dict[str, _Node] = {}
+        self.groups: dict[str, _Node] = {}
+        self.nodes: list[_Node] = []
+        self.rounds = 0
+        self._expected: list[tuple[_Node, str]] = []
+        self.index = self._build_index() if deep else None
+
+    def _build_index(self) -> _ReverseIndex:
+        store = self.reader.store
+        if not store.supports_scan:
+            raise UsageError(f"--deep needs a store that can be listed; {store.describe()} cannot")
+        idx = _ReverseIndex()
+        prefixes = [p + TASK_PREFIX for p in self.reader.keys.prefixes]
+        with _progress("--deep: scanning the store for parent_id/group_id links", None) as bar:
+            for item in store.scan(prefixes):
+                bar.advance()
+                parsed = self.reader.keys.parse(item.key)
+                if parsed is None or parsed.kind != "task":
+                    continue
+                meta = self.reader.decode(parsed.id, item).meta
+                if meta is None:
+                    continue
+                if meta.parent_id and meta.parent_id != parsed.id:
+                    idx.by_parent.setdefault(meta.parent_id, []).append(parsed.id)
+                if meta.group_id:
+                    idx.by_group.setdefault(meta.group_id, []).append(parsed.id)
+        return idx
+
+    def _new(self, kind: str, ident: str, parent: _Node | None, via: str | None) -> _Node:
+        node = _Node(kind, ident, parent, 0 if parent is None else parent.depth + 1, via)
+        self.nodes.append(node)
+        if parent is not None:
+            parent.children.append(node)
+        return node
+
+    def _attach(self, parent: _Node, ref: TaskRef | GroupRef, via: str, nxt: list[_Node]) -> None:
+        if self.max_depth is not None and parent.depth + 1 > self.max_depth:
+            return
+        if isinstance(ref, TaskRef):
+            top: TaskRef | GroupRef = ref
+            while isinstance(top, TaskRef) and top.parent is not None:
+                top = top.parent  # a chain is recorded by its last task; it starts at the top-most parent
+            if top is not ref:
+                # walking down from the chain's start normally reaches its last task; if not, it is added later
+                self._expected.append((parent, ref.task_id))
+            if isinstance(top, GroupRef):
+                self._attach(parent, top, via, nxt)
+                return
+            tid = top.task_id
+            if via in ("parent_id", "group_id") and tid in self.tasks:
+                return  # a reverse link to a node already in the tree adds nothing
+            node = self._new("task", tid, parent, via)
+            if tid in self.tasks:
+                node.cycle = parent.has_ancestor(tid)
+                node.repeat = not node.cycle
+            elif tid in self.keep:
+                node.kept = True
+                self.tasks[tid] = node
+            else:
+                self.tasks[tid] = node
+                nxt.append(node)
+            return
+        gnode = self._new("group", ref.group_id, parent, via)
+        if ref.group_id in self.groups:
+            gnode.repeat = True
+            return
+        self.groups[ref.group_id] = gnode
+        for m in ref.members:
+            self._attach(gnode, m, "group", nxt)
+        if self.index is not None:
+            for cid in self.index.by_group.get(ref.group_id, ()):
+                self._attach(gnode, TaskRef(cid), "group_id", nxt)
+
+    def walk(self, root_id: str) -> _Node:
+        """The tree below ROOT_ID (shares seen-sets with earlier walks of this walker)."""
+        if root_id in self.tasks:
+            node = _Node("task", root_id, None, 0, None, repeat=True)
+            node.fetched = self.tasks[root_id].fetched
+            return node
+        root = self._new("task", root_id, None, None)
+        self.tasks[root_id] = root
+        if root_id in self.keep:
+            root.kept = True
+            return root
+        frontier = [root]
+        with _progress("walking the result tree", None) as bar:
+            while frontier:
+                fetched = self.reader.fetch([n.id for n in frontier])
+                self.rounds += 1
+                nxt: list[_Node] = []
+                for n in frontier:
+                    n.fetched = fetched.get(n.id)
+                    if self.max_depth is not None and n.depth >= self.max_depth:
+                        continue
+                    meta = n.fetched.meta if n.fetched else None
+                    if meta is not None:
+                        for ref in meta.children:
+                            self._attach(n, ref, "children", nxt)
+                    if self.index is not None:
+                        for cid in self.index.by_parent.get(n.id, ()):
+                            self._attach(n, TaskRef(cid), "parent_id", nxt)
+                bar.update(completed=len(self.tasks))
+                if not nxt and self._expected:
+                    expected, self._expected = self._expected, []
+                    for p, tid in expected:
+                        if tid not in self.tasks:
+                            self._attach(p, TaskRef(tid), "children", nxt)
+                frontier = nxt
+        return root
+
+    def task_nodes(self) -> Iterator[_Node]:
+        """Each task id once (its first, expanded node)."""
+        return iter(self.tasks.values())
+
+
+def _state_of(n: _Node) -> str:
+    f = n.fetched
+    if f is None:
+        return "PENDING"
+    return f.meta.status if f.meta is not None else "UNKNOWN"
+
+
+def _freeze(walker: Walker, root: _Node) -> ResultNode | GroupNode:
+    """Frozen models, children first (no recursion: chains can be thousands of links long)."""
+    now = time.time()
+    built: dict[int, ResultNode | GroupNode] = {}
+    order: list[_Node] = []
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(n.children)
+    for n in reversed(order):
+        kids = tuple(built[id(c)] for c in n.children)
+        if n.kind == "group":
+            built[id(n)] = GroupNode(group_id=n.id, via=n.via, repeat=n.repeat, children=kids)
+            continue
+        first = walker.tasks.get(n.id, n)
+        f = first.fetched if first.fetched is not None else n.fetched
+        row = task_result(n.id, f, now)
+        built[id(n)] = ResultNode(
+            task_id=n.id,
+            state=row.state,
+            found=row.found,
+            name=row.name,
+            result=row.result if row.undecodable is None else {"__undecodable__": row.undecodable},
+            exception=row.exception,
+            via=n.via,
+            cycle=n.cycle,
+            repeat=n.repeat,
+            expired=row.expired,
+            serializer=row.serializer,
+            children=kids,
+        )
+    return built[id(root)]
+
+
+def _deepen_recursion(depth: int) -> None:
+    """Nested JSON of a long chain is as deep as the chain; the JSON encoder recurses per level."""
+    need = depth * 6 + 1000
+    if need > sys.getrecursionlimit():
+        sys.setrecursionlimit(need)
+
+
+def climb(reader: Reader, task_id: str) -> str:
+    """Follow parent_id links up to the root (guarded against self-references and cycles)."""
+    path = [task_id]
+    cur = task_id
+    while True:
+        f = reader.fetch([cur]).get(cur)
+        parent = f.meta.parent_id if f is not None and f.meta is not None else None
+        if not parent or parent in path:
+            return cur
+        path.append(parent)
+        cur = parent
+
+
+def tree(
+    settings: Settings,
+    task_id: str,
+    *,
+    up: bool = False,
+    deep: bool = False,
+    depth: int | None = None,
+    check: bool = False,
+    opts: Options | None = None,
+) -> Outcome:
+    """Everything Celery recorded below TASK_ID (with --up: below its root), one batched read per level."""
+    if depth is not None and depth < 0:
+        raise UsageError("--depth must be 0 or more")
+    with Reader(settings, opts) as reader:
+        root_id = climb(reader, task_id) if up else task_id
+        walker = Walker(reader, max_depth=depth, deep=deep)
+        root = walker.walk(root_id)
+    counts: dict[str, int] = {}
+    bad = 0
+    max_depth = 0
+    for n in walker.nodes:
+        max_depth = max(max_depth, n.depth)
+    for n in walker.task_nodes():
+        s = _state_of(n)
+        counts[s] = counts.get(s, 0) + 1
+        bad += s in FAILED_STATES
+    _deepen_recursion(max_depth)
+    result = ResultTree(root=_freeze(walker, root), counts=counts, levels=walker.rounds)
+    if check and bad:
+        return Outcome(
+            result, ExitCode.FAILED, f"{bad} of {len(walker.tasks)} tasks in the tree are FAILURE or REVOKED"
+        )
+    root_found = walker.tasks[root_id].fetched is not None
+    if not root_found and not walker.nodes[0].children:
+        return Outcome(result, ExitCode.NOT_FOUND, f"no stored result for {root_id}")
+    return Outcome(result)
+
+
+def walk_ids(settings: Settings, roots: Sequence[str], *, opts: Options | None = None) -> Iterator[str]:
+    """Every task id in the result trees of ROOTS (roots first), each once."""
+    with Reader(settings, opts) as reader:
+        walker = Walker(reader)
+        for r in roots:
+            walker.walk(r)
+        yield from list(walker.tasks)
+
+
+def unfinished_ids(settings: Settings, roots: Sequence[str], *, opts: Options | None = None) -> Iterator[str]:
+    """Task ids in the trees of ROOTS whose stored state is not ready (nothing stored counts as not ready)."""
+    with Reader(settings, opts) as reader:
+        walker = Walker(reader)
+        for r in roots:
+            walker.walk(r)
+        nodes = list(walker.task_nodes())
+    for n in nodes:
+        if _state_of(n) not in READY_STATES:
+            yield n.id
+
+
+# -- filters (list and forget) ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    states: frozenset[str] = frozenset()
+    task_glob: str | None = None
+    older_than: float | None = None
+    newer_than: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return bool(self.states or self.task_glob or self.older_than is not None or self.newer_than is not None)
+
+    def age_ok(self, when: float | None, now: float) -> bool:
+        if self.older_than is None and self.newer_than is None:
+            return True
+        if when is None:
+            return False
+        age = now - when
+        if self.older_than is not None and age < self.older_than:
+            return False
+        return not (self.newer_than is not None and age > self.newer_than)
+
+    def task_ok(self, f: Fetched, now: float) -> bool:
+        meta = f.meta
+        state = meta.status if meta is not None else "UNKNOWN"
+        if self.states and state not in self.states:
+            return False
+        if self.task_glob and not fnmatch.fnmatchcase((meta.name if meta else None) or "", self.task_glob):
+            return False
+        return self.age_ok(_when(f), now)
+
+
+def _when(f: Fetched) -> float | None:
+    """Age is measured on date_done; DynamoDB's timestamp (a file's mtime) where there is none."""
+    if f.meta is not None:
+        d = parse_date_done(f.meta.date_done)
+        if d is not None:
+            return d.timestamp()
+    return f.item.timestamp
+
+
+def make_filters(
+    states: Sequence[str] = (),
+    task_glob: str | None = None,
+    older_than: float | None = None,
+    newer_than: float | None = None,
+) -> Filters:
+    wanted = {s.strip().upper() for raw in states for s in raw.split(",") if s.strip()}
+    return Filters(frozenset(wanted), task_glob, older_than, newer_than)
+
+
+# -- list ------------------------------------------------------------------------------------------------------
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+def list_results(
+    settings: Settings,
+    *,
+    filters: Filters | None = None,
+    limit: int | None = None,
+    kind: str = "task",
+    opts: Options | None = None,
+) -> Listing:
+    """Scan the store and stream what matches (progress on stderr on a terminal)."""
+    filters = filters or Filters()
+    if kind not in KINDS:
+        raise UsageError(f"unknown --kind {kind!r}", hint="use one of: " + ", ".join(KINDS))
+    if kind != "task" and (filters.states or filters.task_glob):
+        raise UsageError(f"--state and --task apply to task results, not --kind {kind}")
+    if limit is not None and limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    reader = Reader(settings, opts)
+    if not reader.store.supports_scan:
+        reader.close()
+        raise UsageError(f"{reader.store.describe()} cannot be listed")
+    prefixes = [p + KIND_PREFIXES[kind] for p in reader.keys.prefixes]
+    model: type[TaskResult] | type[StoredGroup] = TaskResult if kind == "task" else StoredGroup
+
+    def rows() -> Iterator[Any]:
+        shown = 0
+        now = time.time()
+        try:
+            if limit == 0:
+                return
+            with _progress(f"scanning {reader.store.describe()}", None) as bar:
+                for item in reader.store.scan(prefixes):
+                    bar.advance()
+                    parsed = reader.keys.parse(item.key)
+                    if parsed is None or parsed.kind != kind:
+                        continue
+                    if kind == "task":
+                        f = reader.decode(parsed.id, item)
+                        if not filters.task_ok(f, now):
+                            continue
+                        yield task_result(parsed.id, f, now)
+                    else:
+                        if not filters.age_ok(item.timestamp, now):
+                            continue
+                        yield _stored_group(reader, parsed.kind, parsed.id, item, now)
+                    shown += 1
+                    if limit is not None and shown >= limit:
+                        return
+        finally:
+            reader.close()
+
+    return Listing(model=model, items=rows())
+
+
+def _stored_group(reader: Reader, kind: str, ident: str, item: StoredItem, now: float) -> StoredGroup:
+    members: tuple[str, ...] = ()
+    undecodable = None
+    if kind == "group":
+        dec = decode_payload(item.value, reader.serializer, unsafe_pickle=reader.unsafe_pickle)
+        ref = parse_group_meta(dec.value) if dec.ok else None
+        if ref is not None:
+            members = tuple(m.task_id if isinstance(m, TaskRef) else m.group_id for m in ref.members)
+        else:
+            undecodable = dec.undecodable() or {"error": "not Celery group meta", "size": dec.size, "head": dec.head}
+    return StoredGroup(
+        kind=kind,
+        group_id=ident,
+        members=members,
+        chord_count=item.chord_count,
+        stored_at=_iso(item.timestamp),
+        expired=_expired(item, now),
+        undecodable=undecodable,
+    )
+
+
+# -- forget ----------------------------------------------------------------------------------------------------
+
+
+def forget(
+    settings: Settings,
+    ids: Sequence[str] = (),
+    *,
+    tree: bool = False,
+    deep: bool = False,
+    keep: Sequence[str] = (),
+    filters: Filters | None = None,
+    dry_run: bool = False,
+    opts: Options | None = None,
+) -> ForgetReport:
+    """Delete stored results: IDS (with --tree their subtrees, never a parent), or everything matching FILTERS."""
+    filters = filters or Filters()
+    if not ids and not filters.any:
+        raise UsageError(
+            "nothing to forget: give task ids, or filters (--state, --task, --older-than, --newer-than)",
+            hint="e.g. taskctl result forget --state SUCCESS --older-than 7d --yes",
+        )
+    if (tree or deep or keep) and not ids:
+        raise UsageError("--tree, --deep and --keep need task ids")
+    if deep and not tree:
+        raise UsageError("--deep needs --tree")
+    with Reader(settings, opts) as reader:
+        if not ids:
+            return _forget_matching(reader, filters, dry_run)
+        now = time.time()
+        kept: list[str] = []
+        groups: list[str] = []
+        if tree:
+            walker = Walker(reader, deep=deep, keep=keep)
+            for r in ids:
+                walker.walk(r)
+            candidates = [(n.id, n.fetched) for n in walker.task_nodes() if not n.kept]
+            kept = [n.id for n in walker.task_nodes() if n.kept]
+            groups = list(walker.groups)
+        else:
+            fetched = reader.fetch(ids)
+            candidates = [(i, fetched.get(i)) for i in ids]
+        forgotten: list[str] = []
+        missing: list[str] = []
+        for tid, f in candidates:
+            if f is None:
+                missing.append(tid)
+            elif not filters.any or filters.task_ok(f, now):
+                forgotten.append(tid)
+        group_keys: list[str] = []
+        present_groups: list[str] = []
+        if groups:
+            wanted = {k: g for g in groups for kind in ("group", "chord-counter") for k in reader.keys.keys(kind, g)}
+            found = reader.store.get_many(list(wanted))
+            group_keys = list(found)
+            present_groups = list(dict.fromkeys(wanted[k] for k in found))
+        if not dry_run:
+            keys = [k for tid in forgotten for k in reader.keys.task_keys(tid)] + group_keys
+            reader.store.delete_many(keys)
+    return ForgetReport(
+        forgotten=tuple(forgotten),
+        missing=tuple(missing),
+        dry_run=dry_run,
+        groups=tuple(present_groups),
+        kept=tuple(kept),
+    )
+
+
+def _forget_matching(reader: Reader, filters: Filters, dry_run: bool) -> ForgetReport:
+    now = time.time()
+    forgotten: list[str] = []
+    batch: list[str] = []
+    prefixes = [p + TASK_PREFIX for p in reader.keys.prefixes]
+    with _progress("scanning for results to forget", None) as bar:
+        for item in reader.store.scan(prefixes):
+            bar.advance()
+            parsed = reader.keys.parse(item.key)
+            if parsed is None or parsed.kind != "task":
+                continue
+            f = reader.decode(parsed.id, item)
+            if not filters.task_ok(f, now):
+                continue
+            forgotten.append(parsed.id)
+            batch.append(item.key)
+            if len(batch) >= 500 and not dry_run:
+                reader.store.delete_many(batch)
+                batch = []
+    if batch and not dry_run:
+        reader.store.delete_many(batch)
+    return ForgetReport(forgotten=tuple(forgotten), missing=(), dry_run=dry_run)
+
+
+# -- wait ------------------------------------------------------------------------------------------------------
+
+
+def wait(
+    settings: Settings,
+    task_id: str,
+    *,
+    timeout: float | None = None,
+    interval: float = 0.5,
+    opts: Options | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """Poll until the task is ready: exit 0 on SUCCESS, 1 on FAILURE/REVOKED, 124 when TIMEOUT passes."""
+    if interval <= 0:
+        raise UsageError("--interval must be more than 0")
+    deadline = None if timeout is None else clock() + timeout
+    with Reader(settings, opts) as reader, _progress(f"waiting for {task_id}", None) as bar:
+        while True:
+            f = reader.fetch([task_id]).get(task_id)
+            row = task_result(task_id, f, time.time())
+            prog = f.meta.progress if f is not None and f.meta is not None else None
+            if prog is not None:
+                bar.update(total=prog[1], completed=prog[0], description=f"{task_id} {row.state}")
+            else:
+                bar.update(description=f"{task_id} {row.state}")
+            if row.state == "SUCCESS":
+                return Outcome(row)
+            if row.state in FAILED_STATES or row.state in ("REJECTED", "IGNORED"):
+                why = row.result_text() if row.exception else row.state
+                return Outcome(row, ExitCode.FAILED, f"task {task_id} ended {row.state}: {why}")
+            if deadline is not None and clock() >= deadline:
+                return Outcome(
+                    row, ExitCode.WAIT_TIMEOUT, f"gave up after {timeout:g}s: task {task_id} is still {row.state}"
+                )
+            pause = interval if deadline is None else max(0.0, min(interval, deadline - clock()))
+            sleep(pause)
+
+
+__all__ = [
+    "CHORD_PREFIX",
+    "GROUP_PREFIX",
+    "Filters",
+    "Options",
+    "Reader",
+    "Walker",
+    "forget",
+    "list_results",
+    "make_filters",
+    "show",
+    "task_result",
+    "tree",
+    "unfinished_ids",
+    "wait",
+    "walk_ids",
+]
