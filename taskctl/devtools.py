@@ -37,9 +37,7 @@ def help_texts() -> list[tuple[str, str]]:
 
     root = typer.main.get_command(app)
     out = []
-    for path, cmd in _walk(root, []):
-        parent: Any = None
-        ctx = None
+    for path, _cmd in _walk(root, []):
         # build the context chain so usage lines read "taskctl table create"
         cur: Any = root
         ctx = Context(
@@ -47,8 +45,7 @@ def help_texts() -> list[tuple[str, str]]:
         )
         for name in path:
             cur = cur.commands[name]
-            ctx = Context(cur, info_name=name, parent=ctx, max_content_width=100, terminal_width=100)  # noqa: E501
-        del parent
+            ctx = Context(cur, info_name=name, parent=ctx, max_content_width=100, terminal_width=100)
         out.append((" ".join(["taskctl", *path]), cur.get_help(ctx).rstrip()))
     return out
 
@@ -79,7 +76,16 @@ def _replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _m: f"{start}\n{body}{end}", text)
 
 
+#: user documentation of each command group, assembled into README.md in this order
+SECTIONS = ["docs/table.md", "docs/result.md", "docs/queue.md", "docs/task.md", "docs/local.md"]
+
+
+def sections_markdown() -> str:
+    return "\n".join((ROOT / p).read_text().strip() + "\n" for p in SECTIONS)
+
+
 def render_readme(text: str) -> str:
+    text = _replace_block(text, "sections", sections_markdown())
     text = _replace_block(text, "reference", reference_markdown())
     return _replace_block(text, "exit-codes", exit_codes_markdown())
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 
@@ -77,6 +77,6 @@ def note(message: str) -> None:
     _note(message)
 
 
-def progress(description: str, total: int | None = None) -> Iterator[ProgressHandle]:
+def progress(description: str, total: int | None = None) -> AbstractContextManager[ProgressHandle]:
     """Context manager yielding a handle; a progress bar on a terminal's stderr, nothing otherwise."""
     return _progress(description, total)  # type: ignore[return-value]

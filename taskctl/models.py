@@ -687,12 +687,23 @@ class ResultTree(Model):
         for depth, parent, node in self.iter_nodes():
             if isinstance(node, ResultNode):
                 yield TreeRow(
-                    depth, "task", node.task_id, parent, node.state, node.name, node.found, node.result,
-                    node.exception, node.via, node.cycle, node.repeat,
+                    depth,
+                    "task",
+                    node.task_id,
+                    parent,
+                    node.state,
+                    node.name,
+                    node.found,
+                    node.result,
+                    node.exception,
+                    node.via,
+                    node.cycle,
+                    node.repeat,
                 )
             else:
-                yield TreeRow(depth, "group", node.group_id, parent, None, None, None, None, None, node.via, False,
-                              node.repeat)
+                yield TreeRow(
+                    depth, "group", node.group_id, parent, None, None, None, None, None, node.via, False, node.repeat
+                )
 
     def count_line(self) -> str:
         return ", ".join(f"{state} {n}" for state, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -735,7 +746,11 @@ class _TreeView:
 
     def _label(self, node: ResultNode | GroupNode) -> str:
         if isinstance(node, GroupNode):
-            return _styled("group ", "bold") + _styled(node.group_id, "cyan") + (_styled(" (repeat)", "dim") if node.repeat else "")
+            return (
+                _styled("group ", "bold")
+                + _styled(node.group_id, "cyan")
+                + (_styled(" (repeat)", "dim") if node.repeat else "")
+            )
         state = node.state if node.found else "PENDING (not stored)"
         parts = [_esc(node.task_id), _styled(state, _TREE_STYLES.get(node.state))]
         if node.name:

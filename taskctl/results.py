@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from taskctl import backends, events
 from taskctl.errors import ExitCode, UsageError
@@ -56,8 +56,7 @@ KINDS = tuple(KIND_PREFIXES)
 
 
 def _progress(description: str, total: int | None) -> AbstractContextManager[ProgressHandle]:
-    """events.progress is annotated as an iterator but returns a context manager."""
-    return cast("AbstractContextManager[ProgressHandle]", events.progress(description, total))
+    return events.progress(description, total)
 
 
 FAILED_STATES = frozenset({"FAILURE", "REVOKED"})

@@ -20,7 +20,15 @@ def test_global_options_hoisted_from_anywhere() -> None:
 @pytest.mark.parametrize(
     ("url", "region", "endpoint", "table", "read", "write", "ttl"),
     [
-        ("dynamodb://@us-east-1/celery_results?read=5&write=7&ttl_seconds=3600", "us-east-1", None, "celery_results", 5, 7, 3600),
+        (
+            "dynamodb://@us-east-1/celery_results?read=5&write=7&ttl_seconds=3600",
+            "us-east-1",
+            None,
+            "celery_results",
+            5,
+            7,
+            3600,
+        ),
         ("dynamodb://@/?read=5&write=5", None, None, "celery", 5, 5, None),
         ("dynamodb://@localhost:8000/mytable", "us-east-1", "http://localhost:8000", "mytable", 1, 1, None),
         ("dynamodb://@192.168.0.40:8000/t", "us-east-1", "http://192.168.0.40:8000", "t", 1, 1, None),
@@ -29,10 +37,18 @@ def test_global_options_hoisted_from_anywhere() -> None:
         ("dynamodb://@us-east-1/t?ttl_seconds=0", "us-east-1", None, "t", 1, 1, 0),
     ],
 )
-def test_dynamodb_url_read_as_celery(url: str, region: str | None, endpoint: str | None, table: str,
-                                     read: int, write: int, ttl: int | None) -> None:
+def test_dynamodb_url_read_as_celery(
+    url: str, region: str | None, endpoint: str | None, table: str, read: int, write: int, ttl: int | None
+) -> None:
     d = urls.parse_dynamodb(url)
-    assert (d.region, d.endpoint_url, d.table, d.read, d.write, d.ttl_seconds) == (region, endpoint, table, read, write, ttl)
+    assert (d.region, d.endpoint_url, d.table, d.read, d.write, d.ttl_seconds) == (
+        region,
+        endpoint,
+        table,
+        read,
+        write,
+        ttl,
+    )
 
 
 def test_dynamodb_url_credentials_unquoted_and_masked() -> None:
@@ -67,13 +83,16 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_precedence_flag_env_section_taskctl_celery_file_default(tmp_path: Path) -> None:
-    cfg = write(tmp_path / "home/.config/taskctl/config.toml", """
+    cfg = write(
+        tmp_path / "home/.config/taskctl/config.toml",
+        """
 [default]
 backend = "dynamodb://@file-default/t"
 broker = "amqp://file-default//"
 [env.local]
 backend = "dynamodb://@localhost:8000/local"
-""")
+""",
+    )
     environ = {"XDG_CONFIG_HOME": str(cfg.parent.parent), "HOME": str(tmp_path / "home")}
     assert config.resolve(environ=environ).backend == "dynamodb://@file-default/t"
     environ["CELERY_RESULT_BACKEND"] = "dynamodb://@celery-var/t"
@@ -82,7 +101,10 @@ backend = "dynamodb://@localhost:8000/local"
     assert config.resolve(environ=environ).backend == "dynamodb://@taskctl-var/t"
     s = config.resolve(environ=environ, env_name="local")
     assert s.backend == "dynamodb://@localhost:8000/local" and s.env == "local"
-    assert config.resolve({"backend": "dynamodb://@flag/t"}, environ=environ, env_name="local").backend == "dynamodb://@flag/t"
+    assert (
+        config.resolve({"backend": "dynamodb://@flag/t"}, environ=environ, env_name="local").backend
+        == "dynamodb://@flag/t"
+    )
 
 
 def test_selected_env_never_falls_through_to_celery_variables(tmp_path: Path) -> None:
@@ -99,8 +121,9 @@ def test_unknown_env_is_usage_error(tmp_path: Path) -> None:
 
 
 def test_save_environment_round_trips(tmp_path: Path) -> None:
-    p = config.save_environment("local", {"backend": "dynamodb://@localhost:1/t", "transport_options": {"a": "b"}},
-                                tmp_path / "c.toml")
+    p = config.save_environment(
+        "local", {"backend": "dynamodb://@localhost:1/t", "transport_options": {"a": "b"}}, tmp_path / "c.toml"
+    )
     s = config.resolve(environ={"HOME": str(tmp_path)}, env_name="local", config=str(p))
     assert s.backend == "dynamodb://@localhost:1/t" and s.transport_options == {"a": "b"}
 

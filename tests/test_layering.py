@@ -99,12 +99,9 @@ def test_imports_point_down(path: Path) -> None:
         top = mod.split(".")[0]
         if top == "click":
             problems.append(f"line {line}: imports click (use typer)")
-        if top in SDKS and my_layer != 1:
-            if not (my_layer == 0 and nested and mod in LAZY_OK_LAYER0) and me not in ("taskctl.demo", "taskctl.demo_app"):
-                problems.append(f"line {line}: layer {my_layer} imports the SDK {mod}")
-        if my_layer == 1 and top in SDKS and not nested and not me.endswith(("backends", "backends.base")):
-            # SDK imports in adapters are lazy so that importing the registry stays cheap
-            pass
+        lazy_ok = my_layer == 0 and nested and mod in LAZY_OK_LAYER0
+        if top in SDKS and my_layer != 1 and not lazy_ok and me not in ("taskctl.demo", "taskctl.demo_app"):
+            problems.append(f"line {line}: layer {my_layer} imports the SDK {mod}")
         if top in ("rich", "tabulate") and me != "taskctl.output" and my_layer < 4:
             problems.append(f"line {line}: only taskctl.output renders (imports {mod})")
         if top == "typer" and my_layer < 3:

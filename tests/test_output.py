@@ -42,8 +42,12 @@ def rendered(value: object, fmt: str) -> str:
 def test_json_array_with_documented_conversions() -> None:
     data = json.loads(rendered(Listing(Row, iter(ROWS)), "json"))
     assert data[0] == {
-        "task_id": "a1", "state": "SUCCESS", "children": ["c1", "c2"], "when": "2026-01-02T03:04:05+00:00",
-        "size": 12, "raw": "AAE=",
+        "task_id": "a1",
+        "state": "SUCCESS",
+        "children": ["c1", "c2"],
+        "when": "2026-01-02T03:04:05+00:00",
+        "size": 12,
+        "raw": "AAE=",
     }
     assert data[1]["size"] == 1.5 and data[1]["when"] is None
 
@@ -59,15 +63,11 @@ def test_jsonl_one_object_per_line() -> None:
 
 
 def test_plain_has_stable_columns_and_dash_for_empty() -> None:
-    assert rendered(ROWS, "plain") == (
-        "TASK_ID  STATE    CHILDREN\n"
-        "a1       SUCCESS  c1,c2\n"
-        "b2       FAILURE  -\n"
-    )
+    assert rendered(ROWS, "plain") == ("TASK_ID  STATE    CHILDREN\na1       SUCCESS  c1,c2\nb2       FAILURE  -\n")
 
 
 def test_csv_and_tsv_have_header_and_empty_cells() -> None:
-    assert rendered(ROWS, "csv") == "task_id,state,children\na1,SUCCESS,\"c1,c2\"\nb2,FAILURE,\n"
+    assert rendered(ROWS, "csv") == 'task_id,state,children\na1,SUCCESS,"c1,c2"\nb2,FAILURE,\n'
     assert rendered(ROWS, "tsv") == "task_id\tstate\tchildren\na1\tSUCCESS\tc1,c2\nb2\tFAILURE\t\n"
 
 

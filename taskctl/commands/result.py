@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from taskctl import config, results
-from taskctl.commands.common import DRY_RUN_HELP, LIMIT_HELP, TASK_GLOB_HELP, YES_HELP, confirm, duration, read_ids
+from taskctl import config
+from taskctl.commands.common import (
+    DRY_RUN_HELP,
+    LIMIT_HELP,
+    TASK_GLOB_HELP,
+    YES_HELP,
+    confirm,
+    duration,
+    lazy_module,
+    read_ids,
+)
 from taskctl.models import ForgetReport, Listing, Outcome
+
+if TYPE_CHECKING:
+    from taskctl import results
+else:
+    results = lazy_module("taskctl.results")
 
 app = typer.Typer(
     no_args_is_help=True,
