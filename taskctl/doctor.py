@@ -279,7 +279,7 @@ def _timed(name: str, fn: Callable[[], object], what: str, action: str | None) -
 
 def _broker_checks(settings: Settings, queues: tuple[str, ...]) -> Iterator[Check]:
     try:
-        broker = backends.broker(settings)
+        broker = backends.open_broker(settings)
     except TaskctlError as exc:
         yield Check("broker", FAIL, exc.message, exc.hint)
         return

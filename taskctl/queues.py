@@ -55,7 +55,7 @@ FILESYSTEM_WARNING = (
 
 def stats(settings: Settings, queues: Iterable[str]) -> list[QueueStats]:
     """Counts of each queue; a missing queue fails the whole call (exit 3) before anything is printed."""
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     out = []
     for q in queues:
         c = broker.stats(q)
@@ -99,13 +99,13 @@ def broker_queue(q: dict[str, Any], now: dt.datetime | None = None) -> BrokerQue
 
 
 def management_api(settings: Settings, what: str) -> Any:
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     if not broker.has_management:
         raise UsageError(
             f"{what} needs RabbitMQ's management API; the broker is {broker.scheme}://",
             hint="use 'taskctl queue stats QUEUE...' for named queues",
         )
-    return backends.management(settings)
+    return backends.open_management(settings)
 
 
 def list_queues(settings: Settings, match: str | None = None) -> Iterator[BrokerQueue]:
@@ -122,7 +122,7 @@ def list_queues(settings: Settings, match: str | None = None) -> Iterator[Broker
 
 def purge(settings: Settings, queues: Iterable[str], *, dry_run: bool, missing_ok: bool) -> list[PurgedQueue]:
     """Remove the ready messages of each queue; every queue is checked before any is purged."""
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     plan: list[tuple[str, int, str | None]] = []
     for q in queues:
         try:
@@ -151,7 +151,7 @@ def _quorum_check(settings: Settings, broker: Any, queue: str, force: bool) -> N
     """Quorum queues count a peek as a delivery: warn, and refuse where a delivery limit can drop messages."""
     if not broker.has_management:
         return
-    api = backends.management(settings)
+    api = backends.open_management(settings)
     api.timeout = 2.0  # a check on the way to the peek: a firewalled port must not stall it
     try:
         info = api.queue(queue)
@@ -173,7 +173,7 @@ def _quorum_check(settings: Settings, broker: Any, queue: str, force: bool) -> N
 
 
 def peek(settings: Settings, queue: str, limit: int, *, force: bool = False) -> list[QueueMessage]:
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     if limit < 1:
         raise UsageError("--limit must be at least 1")
     _quorum_check(settings, broker, queue, force)
@@ -343,7 +343,7 @@ def drain(
     batch: int = BATCH,
 ) -> TransferSummary | Iterator[DrainedLine]:
     """Remove messages into FILE (a summary is returned) or, without FILE, yield the lines for stdout."""
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     _check_limit(limit)
     if dry_run:
         c = broker.stats(queue)
@@ -450,7 +450,7 @@ def move(
     if source == destination:
         raise UsageError("source and destination are the same queue")
     _check_limit(limit)
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     c = broker.stats(source)
     broker.stats(destination)
     if dry_run:
@@ -525,7 +525,7 @@ def publish(
     dry_run: bool = False,
 ) -> TransferSummary:
     """Publish drained messages back: byte-exact except ``expiration``; each message id once unless told."""
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     seen: set[str] = set()
     sent = skipped = 0
     problems: list[str] = []

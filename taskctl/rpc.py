@@ -102,7 +102,7 @@ def drain(
 def _drain_to_stdout(
     settings: Settings, names: list[str], *, peek: bool, delete: bool, skip_missing: bool
 ) -> Iterator[RpcResult]:
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     for q in names:
         if skip_missing:
             try:
@@ -134,7 +134,7 @@ def _drain_to_stdout(
 
 
 def _drain_queue_to_file(settings: Settings, q: str, path: Path, *, peek: bool, delete: bool) -> TransferSummary:
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     out = LineFile(path)
     n = 0
     try:

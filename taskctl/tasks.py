@@ -124,7 +124,7 @@ def revoke(
     running: list[str] = []
     try:
         if not dry_run:
-            replies = backends.control(settings).revoke(ids, terminate=terminate, signal=sig, timeout=reply_timeout)
+            replies = backends.open_control(settings).revoke(ids, terminate=terminate, signal=sig, timeout=reply_timeout)
             if reply_timeout > 0 and not replies:
                 events.warn(
                     f"no worker replied within {reply_timeout:g}s: only workers online now get a revoke; "
@@ -179,7 +179,7 @@ def _mark_revoked(store: ResultStore, task_id: str, stored: _Stored | None, sett
 
 def revoked(settings: Settings, *, reply_timeout: float = 1.0) -> Listing:
     """Ids the online workers hold as revoked, each once with the workers holding it."""
-    replies = backends.control(settings).revoked(timeout=reply_timeout)
+    replies = backends.open_control(settings).revoked(timeout=reply_timeout)
     if not replies:
         events.warn(f"no worker replied within {reply_timeout:g}s")
     holders: dict[str, list[str]] = {}
@@ -264,7 +264,7 @@ def requeue_from_queue(
     dry_run: bool = False,
 ) -> Outcome:
     """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO; one pass."""
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     start = broker.stats(source)  # NotFoundError (exit 3) before anything streams
     if not start.certain and start.messages == 0:
         events.warn(f"queue {source!r} is empty or missing ({broker.scheme}:// cannot tell)")
@@ -352,7 +352,7 @@ def requeue_from_results(
         stored = _load(store, task_ids, settings, unsafe_pickle=unsafe_pickle)
     finally:
         store.close()
-    broker = backends.broker(settings)
+    broker = backends.open_broker(settings)
     del reset_expiry  # a stored result carries no expires/eta: nothing to reset
 
     def gen(tally: _Tally) -> Iterator[RequeuedTask]:

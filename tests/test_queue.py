@@ -16,7 +16,7 @@ from conftest import RABBITMQ_URL, REDIS_URL, port_open, service_missing
 from taskctl import backends
 from taskctl.formats.message import build_task_message
 
-# through the registry: a direct import would bind the module over the factory backends.broker()
+# the adapter class, loaded the way the operations load it
 KombuBroker = backends.load(backends.BROKER)
 
 

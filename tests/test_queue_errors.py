@@ -88,7 +88,7 @@ def test_quorum_queue_with_delivery_limit_refuses_peek(rabbitmq_url: str, unique
     b = KombuBroker(rabbitmq_url)
     from taskctl.config import Settings
 
-    api = backends.management(Settings(broker=rabbitmq_url), rabbitmq_url)
+    api = backends.open_management(Settings(broker=rabbitmq_url), rabbitmq_url)
     if not api.reachable():
         from conftest import service_missing
 

@@ -34,14 +34,7 @@ CONTROL = "taskctl.backends.control:KombuControl"
 
 def load(dotted: str) -> Any:
     module, _, attr = dotted.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    # importing taskctl.backends.broker binds the submodule as this package's attribute `broker`, over the
-    # factory function of the same name (likewise control, management): put the factories back
-    name = module.rpartition(".")[2]
-    factory = _FACTORIES.get(name)
-    if factory is not None:
-        globals()[name] = factory
-    return cls
+    return getattr(importlib.import_module(module), attr)
 
 
 def _lookup(table: dict[str, str], url: str, what: str) -> str:
@@ -67,22 +60,19 @@ def table_admin(settings: Settings, url: str | None = None) -> TableAdmin:
     return cls.from_settings(url, settings)  # type: ignore[no-any-return]
 
 
-def control(settings: Settings, url: str | None = None) -> RemoteControl:
+def open_control(settings: Settings, url: str | None = None) -> RemoteControl:
     """Remote control of Celery workers over the broker (the pidbox exchange)."""
     cls = load(CONTROL)
     return cls.from_settings(url or settings.broker, settings)  # type: ignore[no-any-return]
 
 
-def broker(settings: Settings, url: str | None = None) -> Broker:
+def open_broker(settings: Settings, url: str | None = None) -> Broker:
     cls = load(BROKER)
     return cls.from_settings(url or settings.broker, settings)  # type: ignore[no-any-return]
 
 
-def management(settings: Settings, broker_url: str | None = None) -> Management:
+def open_management(settings: Settings, broker_url: str | None = None) -> Management:
     """RabbitMQ's HTTP management API: --management-url, else the broker's host on port 15672."""
     cls = load(MANAGEMENT)
     return cls.from_settings(broker_url or settings.broker, settings)  # type: ignore[no-any-return]
 
-
-#: factories named like their adapter modules (see load)
-_FACTORIES: dict[str, Any] = {"broker": broker, "control": control, "management": management}
