@@ -6,15 +6,24 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer._click import exceptions as click_exc
 from typer.core import TyperGroup
 
-from taskctl import __version__, config, output
+from taskctl import __version__, config
+from taskctl.commands.common import lazy_module
 from taskctl.errors import ExitCode, InterruptedError_, TaskctlError
 from taskctl.urls import mask_text
+
+if TYPE_CHECKING:
+    from taskctl import output
+else:
+    # the renderer (and every model) loads only when something is rendered: `taskctl --help` stays fast
+    output = lazy_module("taskctl.output")
+
+FORMATS = ("table", "plain", "json", "jsonl", "csv", "tsv")
 
 #: global options: name -> takes a value
 GLOBAL_OPTIONS: dict[str, bool] = {
@@ -143,6 +152,20 @@ class RootGroup(TyperGroup):
         output.render_error(exc, STATE.fmt)
         return int(exc.exit_code)
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMAND_GROUPS, *(n for n in self.commands if n not in COMMAND_GROUPS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = self.commands.get(cmd_name)
+        if cmd is None and cmd_name in COMMAND_GROUPS:
+            cmd = self.commands[cmd_name] = load_group(cmd_name)
+        return cmd
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [(name, COMMAND_GROUPS.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: Any) -> Any:
         rv = super().invoke(ctx)
         if isinstance(rv, int) and not isinstance(rv, bool):
@@ -174,15 +197,14 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-app = typer.Typer(
-    cls=RootGroup,
-    name="taskctl",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+_APP_SETTINGS: dict[str, Any] = {
+    "no_args_is_help": True,
+    "pretty_exceptions_enable": False,
+    "add_completion": False,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100},
+}
+app = typer.Typer(cls=RootGroup, name="taskctl", **_APP_SETTINGS)
 
 
 @app.callback()
@@ -213,10 +235,10 @@ def root(
     Global options are accepted anywhere on the command line. Exit codes: 0 ok, 1 failed, 2 usage,
     3 not found, 4 conflict/refused, 5 unreachable/denied, 124 timed out, 130 interrupted.
     """
-    if output_fmt is not None and output_fmt not in output.FORMATS:
+    if output_fmt is not None and output_fmt not in FORMATS:
         from taskctl.errors import UsageError
 
-        raise UsageError(f"unknown output format {output_fmt!r}", hint="use one of: " + ", ".join(output.FORMATS))
+        raise UsageError(f"unknown output format {output_fmt!r}", hint="use one of: " + ", ".join(FORMATS))
     STATE.fmt = output_fmt
     STATE.quiet = quiet
     STATE.debug = debug
@@ -242,24 +264,28 @@ def root(
             events.note(f"{name} = {shown}  ({src})")
 
 
-def _register() -> None:
-    """Each command group lives in taskctl/commands/<group>.py and exposes `app`."""
+#: command groups in help order, with the one line `taskctl --help` shows (a test keeps it equal to each
+#: group's own help). Groups are imported only when used: start-up is also TAB-completion latency.
+COMMAND_GROUPS: dict[str, str] = {
+    "table": "Create, inspect, list and delete the DynamoDB tables Celery stores results in.",
+    "result": "Show, list, wait for, walk and forget stored task results (DynamoDB, Redis, file).",
+    "queue": "Look at, purge, drain to a file, publish back and move queue messages.",
+    "rpc": "List rpc:// reply queues; show and remove the results left in them.",
+    "task": "Revoke tasks on live workers, list revoked ids, requeue dead-lettered or failed tasks.",
+    "local": "Start, inspect and stop an embedded local stack: DynamoDB server, filesystem:// broker, Celery worker.",
+    "doctor": "Check the configuration, the result backend and its table, and the broker; exit 1 if a check fails.",
+}
+
+
+def load_group(name: str) -> Any:
+    """Build the click group of taskctl/commands/NAME.py exactly as `add_typer` on the root app would."""
     import importlib
 
-    for name in COMMAND_GROUPS:
-        try:
-            mod = importlib.import_module(f"taskctl.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"taskctl.commands.{name}":
-                continue
-            raise
-        app.add_typer(mod.app, name=name)
-
-
-#: command groups in help order
-COMMAND_GROUPS = ("table", "result", "queue", "rpc", "task", "local", "doctor")
-
-_register()
+    mod = importlib.import_module(f"taskctl.commands.{name}")
+    holder = typer.Typer(**_APP_SETTINGS)
+    holder.add_typer(mod.app, name=name)
+    holder.callback()(lambda: None)
+    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
 
 
 def get_command() -> Any:

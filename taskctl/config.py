@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +112,8 @@ def state_dir(environ: Mapping[str, str] | None = None) -> Path:
 def load_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
+    import tomllib  # only when a config file exists
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

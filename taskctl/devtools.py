@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ SHELLS = {"bash": "taskctl.bash", "zsh": "_taskctl", "fish": "taskctl.fish"}
 COMPLETE_VAR = "_TASKCTL_COMPLETE"
 
 
-def _walk(cmd: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
-    yield path, cmd
-    for name in getattr(cmd, "commands", {}) or {}:
-        sub = cmd.commands[name]
-        if getattr(sub, "hidden", False):
-            continue
-        yield from _walk(sub, [*path, name])
-
-
 def help_texts() -> list[tuple[str, str]]:
     """(command line, --help text) for every command, as a user sees it at 100 columns."""
     import typer
@@ -35,18 +25,28 @@ def help_texts() -> list[tuple[str, str]]:
 
     from taskctl.cli import app
 
+    out: list[tuple[str, str]] = []
+
+    def walk(cmd: Any, ctx: Any, path: list[str]) -> None:
+        out.append((" ".join(["taskctl", *path]), cmd.get_help(ctx).rstrip()))
+        if not hasattr(cmd, "list_commands"):
+            return
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            if sub is None or getattr(sub, "hidden", False):
+                continue
+            walk(
+                sub, Context(sub, info_name=name, parent=ctx, max_content_width=100, terminal_width=100), [*path, name]
+            )
+
     root = typer.main.get_command(app)
-    out = []
-    for path, _cmd in _walk(root, []):
-        # build the context chain so usage lines read "taskctl table create"
-        cur: Any = root
-        ctx = Context(
+    walk(
+        root,
+        Context(
             root, info_name="taskctl", max_content_width=100, terminal_width=100, help_option_names=["-h", "--help"]
-        )
-        for name in path:
-            cur = cur.commands[name]
-            ctx = Context(cur, info_name=name, parent=ctx, max_content_width=100, terminal_width=100)
-        out.append((" ".join(["taskctl", *path]), cur.get_help(ctx).rstrip()))
+        ),
+        [],
+    )
     return out
 
 

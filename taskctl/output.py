@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from taskctl.errors import ExitCode
 from taskctl.models import Listing, Model, Outcome
 
-FORMATS = ("table", "plain", "json", "jsonl", "csv", "tsv")
+FORMATS = ("table", "plain", "json", "jsonl", "csv", "tsv")  # the same tuple as taskctl.cli.FORMATS
 STATE_STYLES = {
     "SUCCESS": "green",
     "FAILURE": "bold red",

@@ -124,7 +124,9 @@ def revoke(
     running: list[str] = []
     try:
         if not dry_run:
-            replies = backends.open_control(settings).revoke(ids, terminate=terminate, signal=sig, timeout=reply_timeout)
+            replies = backends.open_control(settings).revoke(
+                ids, terminate=terminate, signal=sig, timeout=reply_timeout
+            )
             if reply_timeout > 0 and not replies:
                 events.warn(
                     f"no worker replied within {reply_timeout:g}s: only workers online now get a revoke; "

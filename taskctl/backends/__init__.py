@@ -75,4 +75,3 @@ def open_management(settings: Settings, broker_url: str | None = None) -> Manage
     """RabbitMQ's HTTP management API: --management-url, else the broker's host on port 15672."""
     cls = load(MANAGEMENT)
     return cls.from_settings(broker_url or settings.broker, settings)  # type: ignore[no-any-return]
-

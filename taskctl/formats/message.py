@@ -217,15 +217,10 @@ def decode_body(body: bytes, content_type: str | None, content_encoding: str | N
         except (UnicodeDecodeError, LookupError, ValueError) as exc:
             raise BodyError(f"body is not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
     if ctype == PICKLE:
+        from taskctl.formats.safepickle import safe_loads  # runs nothing: pickle is never unpickled here
+
         try:
-            from taskctl.formats import safepickle
-        except ImportError:
-            raise BodyError(f"pickled, {len(body)} bytes (not unpickled)") from None
-        loads = getattr(safepickle, "safe_loads", None)
-        if loads is None:
-            raise BodyError(f"pickled, {len(body)} bytes (not unpickled)")
-        try:
-            return loads(body)
+            return safe_loads(body)
         except Exception as exc:
             raise BodyError(f"pickled, {len(body)} bytes, not readable safely: {str(exc)[:80]}") from None
     if ctype == MSGPACK:
