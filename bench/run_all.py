@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = [
     ("Start-up", ["bench/startup.py"]),
-    ("Result tree walk and forget", ["bench/tree_bench.py"]),
+    ("Result tree walk and forget", ["bench/tree_bench.py", "--rss"]),
     ("Broker: drain, purge, move", ["bench/broker_bench.py"]),
 ]
 
