@@ -153,8 +153,10 @@ def test_broker_closes_connection_mid_drain(
     b, (q, _) = queues
     ids = fill(b, q)
     out = tmp_path / "drain.jsonl"
+    # a long --idle keeps the connection open until the close lands: the drain can empty the queue before the
+    # management API lists its connection; closed mid-drain or while waiting, it must exit 5 and lose nothing
     p = subprocess.Popen(
-        [*taskctl_cmd, "queue", "drain", q, "--file", str(out), "--broker", rabbitmq_url],
+        [*taskctl_cmd, "queue", "drain", q, "--file", str(out), "--idle", "25", "--broker", rabbitmq_url],
         stderr=subprocess.PIPE,
         text=True,
     )
