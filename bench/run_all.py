@@ -22,6 +22,17 @@ BENCHES = [
 ]
 
 
+NOT_YET = """## Where taskctl does not yet meet its goals
+
+- Drain with durable writes reaches the bare no-ack consumer's rate (the 80% goal is met) but not 3x the
+  basic_get loop on this machine: here basic_get runs at 3,600-4,600 messages/s, faster than the 800-2,200 the
+  goal assumed, so 3x would mean draining about 10% faster than a consumer that writes nothing. What is left is
+  py-amqp decoding each message's ~20 Celery headers, which the no-ack consumer pays too.
+- Memory of `result tree` grows with the tree (about 3 KB per node: the nested JSON needs the whole tree), so it is
+  bounded by the tree's size, not constant: 318 MiB peak for 100,000 nodes.
+"""
+
+
 def versions() -> str:
     names = ["taskctl", "celery", "kombu", "boto3", "botocore", "typer", "redis", "awscli"]
     out = []
@@ -79,6 +90,7 @@ def main() -> int:
             parts.append(f"_The benchmark failed (exit {res.returncode}):_\n\n```text\n{tail}\n```\n")
         else:
             parts.append(res.stdout.strip() + "\n")
+    parts.append(NOT_YET)
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
     print(f"wrote {ROOT / 'BENCHMARKS.md'}", file=sys.stderr)
     return 1 if failed else 0
