@@ -24,7 +24,7 @@ BENCHES = [
 
 NOT_YET = """## Where taskctl does not yet meet its goals
 
-- Drain with durable writes reaches the bare no-ack consumer's rate (the 80% goal is met) but not 3x the
+- Drain with durable writes runs at 92-104% of the bare no-ack consumer's rate (the 80% goal is met), but not 3x the
   basic_get loop on this machine: here basic_get runs at 3,600-4,600 messages/s, faster than the 800-2,200 the
   goal assumed, so 3x would mean draining about 10% faster than a consumer that writes nothing. What is left is
   py-amqp decoding each message's ~20 Celery headers, which the no-ack consumer pays too.
