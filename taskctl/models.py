@@ -708,79 +708,50 @@ class ResultTree(Model):
     def count_line(self) -> str:
         return ", ".join(f"{state} {n}" for state, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
-    def rich(self) -> Any:
-        """A renderable for the table format: tree guides, state colours and a per-state count line."""
-        return _TreeView(self)
-
-
-#: colours of the tree view (the renderer's STATE_STYLES, repeated here: models do not import the renderer)
-_TREE_STYLES = {
-    "SUCCESS": "green",
-    "FAILURE": "bold red",
-    "REVOKED": "magenta",
-    "REJECTED": "red",
-    "PENDING": "dim",
-    "RECEIVED": "cyan",
-    "STARTED": "yellow",
-    "RETRY": "yellow",
-    "IGNORED": "dim",
-}
-
-
-def _esc(text: str) -> str:
-    """Escape rich markup in data (what ``rich.markup.escape`` does, for every ``[``)."""
-    import re
-
-    return re.sub(r"(\\*)\[", lambda m: m.group(1) * 2 + "\\[", text)
-
-
-def _styled(text: str, style: str | None) -> str:
-    return f"[{style}]{_esc(text)}[/]" if style else _esc(text)
-
-
-class _TreeView:
-    """Rendered by rich through the ``__rich_console__`` protocol, so models need no rich import."""
-
-    def __init__(self, tree: ResultTree) -> None:
-        self.tree = tree
-
-    def _label(self, node: ResultNode | GroupNode) -> str:
-        if isinstance(node, GroupNode):
-            return (
-                _styled("group ", "bold")
-                + _styled(node.group_id, "cyan")
-                + (_styled(" (repeat)", "dim") if node.repeat else "")
-            )
-        state = node.state if node.found else "PENDING (not stored)"
-        parts = [_esc(node.task_id), _styled(state, _TREE_STYLES.get(node.state))]
-        if node.name:
-            parts.append(_styled(node.name, "bold"))
-        extra = node.label()
-        if extra:
-            parts.append(_styled(extra, "red" if node.exception else "dim"))
-        if node.cycle:
-            parts.append(_styled("(cycle: its own ancestor)", "yellow"))
-        elif node.repeat:
-            parts.append(_styled("(shown above)", "dim"))
-        if node.via in ("parent_id", "group_id"):
-            parts.append(_styled(f"[via {node.via}]", "dim"))
-        return " ".join(parts)
-
-    def lines(self) -> Iterator[str]:
-        root = self.tree.root
-        yield self._label(root)
+    def tree_lines(self) -> Iterator[list[Segment]]:
+        """The table view, line by line: tree guides, labels and a per-state count (styled by the renderer)."""
+        root = self.root
+        yield _tree_label(root)
         stack: list[tuple[str, ResultNode | GroupNode, bool]] = [
             ("", c, i == len(root.children) - 1) for i, c in reversed(list(enumerate(root.children)))
         ]
         while stack:
             prefix, node, last = stack.pop()
-            yield _styled(prefix + ("└── " if last else "├── "), "dim") + self._label(node)
+            yield [(prefix + ("└── " if last else "├── "), "dim"), *_tree_label(node)]
             inner = prefix + ("    " if last else "│   ")
             n = len(node.children)
             for i in range(n - 1, -1, -1):
                 stack.append((inner, node.children[i], i == n - 1))
-        counts = sorted(self.tree.counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        yield "  ".join(_styled(f"{state} {n}", _TREE_STYLES.get(state)) for state, n in counts)
+        counts = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        line: list[Segment] = []
+        for state, n in counts:
+            line += [("  ", None)] if line else []
+            line.append((f"{state} {n}", state))
+        yield line
 
-    def __rich_console__(self, console: Any, options: Any) -> Iterator[str]:
-        yield from self.lines()
+
+#: a piece of a tree line: text and a style, either a state name (coloured by the renderer) or a rich style
+Segment = tuple[str, str | None]
+
+
+def _tree_label(node: ResultNode | GroupNode) -> list[Segment]:
+    if isinstance(node, GroupNode):
+        label: list[Segment] = [("group ", "bold"), (node.group_id, "cyan")]
+        return [*label, (" (repeat)", "dim")] if node.repeat else label
+    state = node.state if node.found else "PENDING (not stored)"
+    parts: list[Segment] = [(node.task_id, None), (state, node.state)]
+    if node.name:
+        parts.append((node.name, "bold"))
+    extra = node.label()
+    if extra:
+        parts.append((extra, "red" if node.exception else "dim"))
+    if node.cycle:
+        parts.append(("(cycle: its own ancestor)", "yellow"))
+    elif node.repeat:
+        parts.append(("(shown above)", "dim"))
+    if node.via in ("parent_id", "group_id"):
+        parts.append((f"[via {node.via}]", "dim"))
+    out: list[Segment] = []
+    for seg in parts:
+        out += [(" ", None), seg] if out else [seg]
+    return out

@@ -165,10 +165,13 @@ class Renderer:
         elif fmt in ("csv", "tsv"):
             self._render_list(iter([obj]), type(obj))
         elif fmt == "table":
-            rich_view = getattr(obj, "rich", None)
+            tree_lines = getattr(obj, "tree_lines", None)
             console = self._console()
-            if callable(rich_view):
-                console.print(rich_view())
+            if callable(tree_lines):
+                from rich.text import Text
+
+                for segments in tree_lines():
+                    console.print(Text.assemble(*[(t, STATE_STYLES.get(st, st) if st else "") for t, st in segments]))
             else:
                 from rich.table import Table
 

@@ -433,14 +433,14 @@ def test_tree_cycles_self_references_and_missing_nodes_never_loop(run: Any, fsto
 def test_tree_table_view_has_states_and_counts(fstore: tuple[Path, str]) -> None:
     import io
 
-    from rich.console import Console
+    from taskctl import output
 
     d, url = fstore
     put(d, "r", meta("r", children=child("x", "y")))
     put(d, "x", meta("x", "FAILURE", {"exc_type": "ValueError", "exc_message": ["bad [2]"], "exc_module": "builtins"}))
     out = results.tree(config.resolve({"backend": url}), "r")
     buf = io.StringIO()
-    Console(file=buf, width=200, color_system=None).print(out.value.rich())
+    output.Renderer("table", out=buf, width=200).render(out.value)
     text = buf.getvalue()
     assert "├── x FAILURE ValueError: bad [2]" in text
     assert "└── y PENDING (not stored)" in text
