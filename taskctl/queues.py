@@ -10,14 +10,13 @@ can lose the messages in flight.
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import fnmatch
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,11 +25,9 @@ from taskctl import backends, events
 from taskctl.config import Settings
 from taskctl.errors import NotFoundError, TaskctlError, UnavailableError, UsageError
 from taskctl.formats.message import (
+    LineEncoder,
     RawMessage,
-    _str,
-    _tag,
     decode,
-    drain_line,
     drain_record,
     for_republish,
     from_record,
@@ -328,70 +325,6 @@ class LineFile:
             self.fh.close()
 
 
-class _LineEncoder:
-    """:func:`drain_line` for one queue, byte for byte, with the constant parts encoded once.
-
-    A protocol-2 task message (the common case) is put together from pieces: the parts every message of the
-    queue shares are encoded once, and only the ids, headers, properties and body per message, with the same
-    JSON encoder settings and value tags as :func:`drain_line`. Other messages go through :func:`drain_line`.
-    """
-
-    def __init__(self, queue: str) -> None:
-        self.queue = queue
-        # the C encoder behind JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_tag), made once
-        # (JSONEncoder.encode makes one per call); None without the C accelerator: every line by drain_line
-        make = getattr(json.encoder, "c_make_encoder", None)
-        string = getattr(json.encoder, "c_encode_basestring", None)
-        self._encode: Callable[[Any, int], Sequence[str]] | None = (
-            make(None, _tag, string, None, ":", ",", False, False, True) if make and string else None
-        )
-        self._string: Callable[[str], str] | None = string
-        self._head = '{"queue":' + self._json(queue) + ',"kind":"task","task_id":'
-        self._middles: dict[tuple[str, str, bool, str | None, str | None], str] = {}
-
-    def _json(self, value: Any) -> str:
-        if self._encode is None:
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_tag)
-        return "".join(self._encode(value, 0))
-
-    def _middle(self, key: tuple[str, str, bool, str | None, str | None]) -> str:
-        ex, rk, redelivered, ctype, cenc = (self._json(v) for v in key)
-        middle = (
-            f',"error":null,"message":{{"exchange":{ex},"routing_key":{rk},"redelivered":{redelivered},'
-            f'"content_type":{ctype},"content_encoding":{cenc},"headers":'
-        )
-        if len(self._middles) < 64:
-            self._middles[key] = middle
-        return middle
-
-    def line(self, raw: RawMessage) -> bytes:
-        h = raw.headers
-        encode, string = self._encode, self._string
-        if encode is None or string is None or "task" not in h or "id" not in h:
-            return drain_line(raw, self.queue)
-        key = (raw.exchange, raw.routing_key, raw.redelivered, raw.content_type, raw.content_encoding)
-        middle = self._middles.get(key) or self._middle(key)
-        task_id, task = _str(h["id"]), _str(h["task"])
-        body = raw.body
-        return "".join(
-            (
-                self._head,
-                "null" if task_id is None else string(task_id),
-                ',"task":',
-                "null" if task is None else string(task),
-                ',"state":null,"size":',
-                str(len(body)),
-                middle,
-                *encode(h, 0),
-                ',"properties":',
-                *encode(raw.properties, 0),
-                ',"body_encoding":"base64","body":"',
-                binascii.b2a_base64(body, newline=False).decode("ascii"),
-                '"}}\n',
-            )
-        ).encode("utf-8")
-
-
 def _warn_transport(broker: Any) -> None:
     if not broker.acks:
         events.warn(FILESYSTEM_WARNING)
@@ -431,10 +364,10 @@ def _drain_to_file(
     broker: Any, queue: str, path: Path, limit: int | None, task: str | None, idle: float, prefetch: int, batch: int
 ) -> TransferSummary:
     out = LineFile(path)
-    line = _LineEncoder(queue).line
+    line = LineEncoder(queue).line
     st = TransferStats()
     try:
-        progress: Any = events.progress(f"draining {queue}", None)  # a context manager (annotated as iterator)
+        progress = events.progress(f"draining {queue}", None)
         with _maybe_publisher(broker, task, "drain put-back") as pub, progress as bar:
             for raw in _transfer(
                 broker,

@@ -168,3 +168,45 @@ def test_task_glob_and_dedupe_key() -> None:
     assert message_key(anon).startswith("sha256:") and message_key(anon) == message_key(
         RawMessage(b"hello", "text/plain")
     )
+
+
+def test_line_encoder_pieces_equal_the_plain_json_line() -> None:
+    """The drain hot path assembles lines from pieces; they must be the bytes json.dumps gives for the record."""
+    from taskctl.formats import message
+
+    odd = {"eta": dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "price": Decimal("1.5"), "nan": float("nan"), "u": "é\u2028"}
+    raws = [
+        RawMessage(
+            b"[[1], {}, {}]",
+            "application/json",
+            "utf-8",
+            {"task": "a.b", "id": "t-1"},
+            {"priority": 0},
+            "celery",
+            "celery",
+            False,
+        ),
+        RawMessage(
+            b"\xff\x00",
+            "application/x-msgpack",
+            "binary",
+            {"task": "a.\u00e9", "id": 7, **odd},
+            {"delivery_mode": 2},
+            "",
+            'q"x',
+            True,
+        ),
+        RawMessage(b"{}", "application/json", "utf-8", {"clock": 1}),
+    ]
+    enc = message.LineEncoder("q\u00e9")
+    for raw in raws * 2:  # twice: the cached middle parts are reused
+        line = enc.line(raw)
+        if "task" in raw.headers:
+            expected = json.dumps(
+                message._task_record(raw, "q\u00e9"), ensure_ascii=False, separators=(",", ":"), default=message._tag
+            )
+        else:
+            expected = json.dumps(
+                message.drain_record(raw, "q\u00e9"), ensure_ascii=False, separators=(",", ":"), default=message._tag
+            )
+        assert line == (expected + "\n").encode("utf-8")

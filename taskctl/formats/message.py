@@ -27,7 +27,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -661,34 +661,98 @@ def drain_record(raw: RawMessage, queue: str, decoded: DecodedMessage | None = N
     }
 
 
-def drain_line(raw: RawMessage, queue: str) -> bytes:
-    """:func:`drain_record` as one JSON line (newline included).
-
-    Drain writes one per message, so the common case (a protocol-2 task message, whose headers say all the
-    line needs) is built without decoding the body; typed header values get the same tags as
-    :func:`encode_value`.
-    """
+def _task_record(raw: RawMessage, queue: str) -> dict[str, Any]:
+    """:func:`drain_record` of a protocol-2 task message, from its headers alone (the body is not decoded)."""
     h = raw.headers
-    if "task" in h and "id" in h:
-        rec = {
-            "queue": queue,
-            "kind": "task",
-            "task_id": _str(h["id"]),
-            "task": _str(h["task"]),
-            "state": None,
-            "size": len(raw.body),
-            "error": None,
-            "message": {
-                "exchange": raw.exchange,
-                "routing_key": raw.routing_key,
-                "redelivered": raw.redelivered,
-                "content_type": raw.content_type,
-                "content_encoding": raw.content_encoding,
-                "headers": h,
-                "properties": raw.properties,
-                "body_encoding": "base64",
-                "body": base64.b64encode(raw.body).decode("ascii"),
-            },
-        }
-        return (_encode_line(rec) + "\n").encode("utf-8")
-    return (_encode_line(drain_record(raw, queue)) + "\n").encode("utf-8")
+    return {
+        "queue": queue,
+        "kind": "task",
+        "task_id": _str(h["id"]),
+        "task": _str(h["task"]),
+        "state": None,
+        "size": len(raw.body),
+        "error": None,
+        "message": {
+            "exchange": raw.exchange,
+            "routing_key": raw.routing_key,
+            "redelivered": raw.redelivered,
+            "content_type": raw.content_type,
+            "content_encoding": raw.content_encoding,
+            "headers": h,
+            "properties": raw.properties,
+            "body_encoding": "base64",
+            "body": base64.b64encode(raw.body).decode("ascii"),
+        },
+    }
+
+
+class LineEncoder:
+    """Drain lines (:func:`drain_record` as one JSON line) for one queue, with the constant parts encoded once.
+
+    Drain writes one per message, so the common case, a protocol-2 task message whose headers say all the line
+    needs, is built without decoding the body, from pieces: what every message of the queue shares is encoded
+    once, the ids, headers, properties and body per message, with the JSON settings and value tags of
+    :func:`encode_value`. Other messages get :func:`drain_record`.
+    """
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        # the C encoder behind JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_tag), made once
+        # (JSONEncoder.encode makes one per call); None without the C accelerator (then _task_record + json)
+        make = getattr(json.encoder, "c_make_encoder", None)
+        string = getattr(json.encoder, "c_encode_basestring", None)
+        self._encode: Callable[[Any, int], Sequence[str]] | None = (
+            make(None, _tag, string, None, ":", ",", False, False, True) if make and string else None
+        )
+        self._string: Callable[[str], str] | None = string
+        self._head = '{"queue":' + self._json(queue) + ',"kind":"task","task_id":'
+        self._middles: dict[tuple[str, str, bool, str | None, str | None], str] = {}
+
+    def _json(self, value: Any) -> str:
+        if self._encode is None:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_tag)
+        return "".join(self._encode(value, 0))
+
+    def _middle(self, key: tuple[str, str, bool, str | None, str | None]) -> str:
+        ex, rk, redelivered, ctype, cenc = (self._json(v) for v in key)
+        middle = (
+            f',"error":null,"message":{{"exchange":{ex},"routing_key":{rk},"redelivered":{redelivered},'
+            f'"content_type":{ctype},"content_encoding":{cenc},"headers":'
+        )
+        if len(self._middles) < 64:
+            self._middles[key] = middle
+        return middle
+
+    def line(self, raw: RawMessage) -> bytes:
+        h = raw.headers
+        encode, string = self._encode, self._string
+        if "task" not in h or "id" not in h:
+            return (_encode_line(drain_record(raw, self.queue)) + "\n").encode("utf-8")
+        if encode is None or string is None:
+            return (_encode_line(_task_record(raw, self.queue)) + "\n").encode("utf-8")
+        key = (raw.exchange, raw.routing_key, raw.redelivered, raw.content_type, raw.content_encoding)
+        middle = self._middles.get(key) or self._middle(key)
+        task_id, task = _str(h["id"]), _str(h["task"])
+        body = raw.body
+        return "".join(
+            (
+                self._head,
+                "null" if task_id is None else string(task_id),
+                ',"task":',
+                "null" if task is None else string(task),
+                ',"state":null,"size":',
+                str(len(body)),
+                middle,
+                *encode(h, 0),
+                ',"properties":',
+                *encode(raw.properties, 0),
+                ',"body_encoding":"base64","body":"',
+                binascii.b2a_base64(body, newline=False).decode("ascii"),
+                '"}}\n',
+            )
+        ).encode("utf-8")
+
+
+def drain_line(raw: RawMessage, queue: str) -> bytes:
+    """One drain line (newline included); a drain of many messages keeps one :class:`LineEncoder`."""
+    return LineEncoder(queue).line(raw)
