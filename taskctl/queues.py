@@ -462,7 +462,7 @@ def move(
     with broker.publisher(purpose=f"move {source} -> {destination}") as pub:
         pub.check_destination("", destination)
         try:
-            progress: Any = events.progress(f"moving {source} -> {destination}", c.messages or None)
+            progress = events.progress(f"moving {source} -> {destination}", c.messages or None)
             with progress as bar:
                 for raw in _transfer(
                     broker,

@@ -11,7 +11,6 @@ import fnmatch
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -50,13 +49,8 @@ from taskctl.models import (
 if TYPE_CHECKING:
     from taskctl.backends.base import ResultStore, StoredItem
     from taskctl.config import Settings
-    from taskctl.events import ProgressHandle
 
 KINDS = tuple(KIND_PREFIXES)
-
-
-def _progress(description: str, total: int | None) -> AbstractContextManager[ProgressHandle]:
-    return events.progress(description, total)
 
 
 FAILED_STATES = frozenset({"FAILURE", "REVOKED"})
@@ -283,7 +277,7 @@ class Walker:
             raise UsageError(f"--deep needs a store that can be listed; {store.describe()} cannot")
         idx = _ReverseIndex()
         prefixes = [p + TASK_PREFIX for p in self.reader.keys.prefixes]
-        with _progress("--deep: scanning the store for parent_id/group_id links", None) as bar:
+        with events.progress("--deep: scanning the store for parent_id/group_id links", None) as bar:
             for item in store.scan(prefixes):
                 bar.advance()
                 parsed = self.reader.keys.parse(item.key)
@@ -355,7 +349,7 @@ class Walker:
             root.kept = True
             return root
         frontier = [root]
-        with _progress("walking the result tree", None) as bar:
+        with events.progress("walking the result tree", None) as bar:
             while frontier:
                 fetched = self.reader.fetch([n.id for n in frontier])
                 self.rounds += 1
@@ -599,7 +593,7 @@ def list_results(
         try:
             if limit == 0:
                 return
-            with _progress(f"scanning {reader.store.describe()}", None) as bar:
+            with events.progress(f"scanning {reader.store.describe()}", None) as bar:
                 for item in reader.store.scan(prefixes):
                     bar.advance()
                     parsed = reader.keys.parse(item.key)
@@ -716,7 +710,7 @@ def _forget_matching(reader: Reader, filters: Filters, dry_run: bool) -> ForgetR
     forgotten: list[str] = []
     batch: list[str] = []
     prefixes = [p + TASK_PREFIX for p in reader.keys.prefixes]
-    with _progress("scanning for results to forget", None) as bar:
+    with events.progress("scanning for results to forget", None) as bar:
         for item in reader.store.scan(prefixes):
             bar.advance()
             parsed = reader.keys.parse(item.key)
@@ -752,7 +746,7 @@ def wait(
     if interval <= 0:
         raise UsageError("--interval must be more than 0")
     deadline = None if timeout is None else clock() + timeout
-    with Reader(settings, opts) as reader, _progress(f"waiting for {task_id}", None) as bar:
+    with Reader(settings, opts) as reader, events.progress(f"waiting for {task_id}", None) as bar:
         while True:
             f = reader.fetch([task_id]).get(task_id)
             row = task_result(task_id, f, time.time())

@@ -147,8 +147,7 @@ def wait_until(check: Callable[[], tuple[bool, str]], *, what: str, timeout: flo
     """Poll CHECK (done, state) with a short growing delay until done; WaitTimeoutError (124) after TIMEOUT."""
     deadline = time.monotonic() + timeout
     delay = POLL_START
-    # events.progress is annotated as an iterator but returns a context manager
-    progress: Any = events.progress(f"waiting for {what}", None)
+    progress = events.progress(f"waiting for {what}", None)
     with progress as bar:
         while True:
             done, state = check()
