@@ -1,0 +1,55 @@
+"""Frozen dataclasses the operations return, one module per command group; every name is re-exported here."""
+
+from taskctl.models.base import Listing, Model, Outcome
+from taskctl.models.local import Check, LocalProcess, LocalStack
+from taskctl.models.queue import (
+    BrokerQueue,
+    DrainedLine,
+    PurgedQueue,
+    QueueMessage,
+    QueueStats,
+    RpcResult,
+    TransferSummary,
+)
+from taskctl.models.result import (
+    ForgetReport,
+    GroupNode,
+    ResultNode,
+    ResultTree,
+    Segment,
+    StoredGroup,
+    TaskResult,
+    TreeRow,
+)
+from taskctl.models.table import KeyAttr, TableInfo
+from taskctl.models.task import RequeuedTask, RevokedTask, RevokeReport, WorkerReply
+
+__all__ = [
+    "BrokerQueue",
+    "Check",
+    "DrainedLine",
+    "ForgetReport",
+    "GroupNode",
+    "KeyAttr",
+    "Listing",
+    "LocalProcess",
+    "LocalStack",
+    "Model",
+    "Outcome",
+    "PurgedQueue",
+    "QueueMessage",
+    "QueueStats",
+    "RequeuedTask",
+    "ResultNode",
+    "ResultTree",
+    "RevokeReport",
+    "RevokedTask",
+    "RpcResult",
+    "Segment",
+    "StoredGroup",
+    "TableInfo",
+    "TaskResult",
+    "TransferSummary",
+    "TreeRow",
+    "WorkerReply",
+]

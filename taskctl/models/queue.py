@@ -1,0 +1,194 @@
+"""Queues, drained messages, transfers and RPC replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from taskctl.models.base import Model
+
+
+@dataclass(frozen=True)
+class QueueStats(Model):
+    """`queue stats`: ready messages and consumers of one queue (passive declare)."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "consumers", "note")
+
+    queue: str
+    messages: int
+    #: None where the transport cannot count consumers (Redis, filesystem)
+    consumers: int | None
+    #: "empty or missing" on transports where an empty queue does not exist
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class BrokerQueue(Model):
+    """`queue list` / `rpc list`: one queue as RabbitMQ's management API reports it."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "unacked", "consumers", "idle", "type", "expires")
+
+    queue: str
+    vhost: str
+    messages: int
+    ready: int
+    unacked: int
+    consumers: int
+    #: ISO-8601 UTC; None while in use
+    idle_since: str | None
+    idle_seconds: float | None
+    type: str
+    durable: bool
+    auto_delete: bool
+    exclusive: bool
+    #: x-expires in seconds (RPC reply queues: result_expires)
+    expires: float | None
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> dict[str, Any]:
+        from taskctl.units import format_duration
+
+        c = {k: getattr(self, k, None) for k in ("queue", "messages", "unacked", "consumers", "type")}
+        c["idle"] = format_duration(self.idle_seconds) if self.idle_seconds is not None else None
+        c["expires"] = format_duration(self.expires) if self.expires is not None else None
+        return c
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "vhost": self.vhost,
+            "messages": self.messages,
+            "ready": self.ready,
+            "unacked": self.unacked,
+            "consumers": self.consumers,
+            "idle_since": self.idle_since,
+            "idle_seconds": self.idle_seconds,
+            "type": self.type,
+            "durable": self.durable,
+            "auto_delete": self.auto_delete,
+            "exclusive": self.exclusive,
+            "expires": self.expires,
+            "arguments": self.arguments,
+        }
+
+
+@dataclass(frozen=True)
+class PurgedQueue(Model):
+    """`queue purge`: how many ready messages went (or would go, with --dry-run)."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "purged", "note")
+
+    queue: str
+    purged: int
+    dry_run: bool = False
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"queue": self.queue, "purged": self.purged}
+        if self.dry_run:
+            out["dry_run"] = True
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class QueueMessage(Model):
+    """`queue peek` (and `queue drain` to stdout): one message, decoded, with the complete original message."""
+
+    columns: ClassVar[tuple[str, ...]] = ("n", "kind", "task_id", "task", "size", "redelivered", "summary")
+
+    n: int
+    queue: str
+    kind: str
+    task_id: str | None
+    task: str | None
+    size: int
+    redelivered: bool
+    summary: str
+    #: the drain line: decoded fields plus "message" (body base64, headers, properties, exchange, routing_key)
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.record
+
+
+@dataclass(frozen=True)
+class DrainedLine(Model):
+    """`queue drain` without --file: the drain line itself, in every output format (nothing may be lost)."""
+
+    record: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.record
+
+
+@dataclass(frozen=True)
+class TransferSummary(Model):
+    """`queue drain --file`, `queue move`, `queue publish`, `rpc drain --file`: what was done, in counts."""
+
+    columns: ClassVar[tuple[str, ...]] = ("action", "source", "destination", "count", "put_back", "skipped", "stopped")
+
+    action: str
+    source: str
+    destination: str
+    #: messages written (drain), published (move/publish)
+    count: int
+    #: --task: non-matching messages published back to the tail of the source queue
+    put_back: int = 0
+    #: publish: duplicates skipped (same message id), records unreadable
+    skipped: int = 0
+    #: limit | idle | end | one-pass
+    stopped: str | None = None
+    dry_run: bool = False
+    #: past expires / eta found (publish), per message one line
+    problems: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "action": self.action,
+            "source": self.source,
+            "destination": self.destination,
+            "count": self.count,
+            "put_back": self.put_back,
+            "skipped": self.skipped,
+            "stopped": self.stopped,
+            "problems": list(self.problems),
+        }
+        if self.dry_run:
+            out["dry_run"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class RpcResult(Model):
+    """`rpc drain`: one result waiting in a client's reply queue."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "task_id", "state", "result", "removed")
+
+    queue: str
+    task_id: str | None
+    state: str | None
+    result: Any
+    traceback: str | None
+    date_done: str | None
+    #: False with --peek (left in the queue)
+    removed: bool
+    #: the complete original message (body base64, headers, properties, ...)
+    message: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def cells(self) -> dict[str, Any]:
+        c = super().cells()
+        r = self.result
+        if isinstance(r, dict) and "exc_type" in r:
+            msg = r.get("exc_message")
+            if isinstance(msg, list):
+                msg = ", ".join(str(m) for m in msg)
+            c["result"] = f"{r.get('exc_type')}: {msg}"
+        elif self.error:
+            c["result"] = self.error
+        return c
+
+
+# -- stored results (taskctl result ...) ------------------------------------------------------------------------
