@@ -137,7 +137,15 @@ def resolve(
     data = load_file(path)
     default_section: dict[str, Any] = dict(data.get("default", {}))
     envs: dict[str, Any] = dict(data.get("env", {}))
-    selected_name = env_name or environ.get("TASKCTL_ENV") or None
+    selected_name = env_name if env_name is not None else environ.get("TASKCTL_ENV")
+    if selected_name is not None and not selected_name.strip():
+        # an unset shell variable must not select "no environment" and so reach CELERY_* (production)
+        origin = "--env" if env_name is not None else "TASKCTL_ENV"
+        raise UsageError(
+            f"the environment name must not be empty (from {origin})",
+            hint="name an environment defined as [env.NAME] in the config file"
+            + (", or unset TASKCTL_ENV" if origin == "TASKCTL_ENV" else ""),
+        )
     selected: dict[str, Any] = {}
     if selected_name:
         if selected_name not in envs:

@@ -2,7 +2,9 @@
 
 Each check is one row (pass, warn or fail, with a hint for anything but pass). It reads and never writes,
 except with ``write_probe``: then it puts one probe item under a key no task id can have and deletes it
-again. A failing check never stops the others: the point is the whole picture in one run.
+again. A failing check never hides the others: the point is the whole picture in one run. A check that cannot
+run because one it depends on failed (no table to read, no broker to ask) is still a row, ``skipped``, whose
+detail says which check it waited for.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from taskctl.models import Check, Listing, Outcome
 from taskctl.urls import mask, scheme_of
 
 if TYPE_CHECKING:
+    from taskctl.backends.base import TtlDescription
     from taskctl.config import Settings
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
+PASS, WARN, FAIL, SKIPPED = "pass", "warn", "fail", "skipped"
+#: the checks of a result store with tables, before the read/write probes
+TABLE_CHECKS = ("table", "table-schema", "table-ttl")
 #: a probe key no Celery task id can collide with (ids are UUIDs)
 PROBE_PREFIX = "celery-task-meta-taskctl-doctor-probe-"
 #: what Celery's DynamoDB backend calls, as IAM actions (celery-formats.md §3.5)
@@ -56,30 +61,47 @@ def run(settings: Settings, *, queues: tuple[str, ...] = ("celery",), write_prob
     checks = list(_checks(settings, queues, write_probe))
     failed = sum(c.status == FAIL for c in checks)
     warned = sum(c.status == WARN for c in checks)
+    skipped = sum(c.status == SKIPPED for c in checks)
     listing = Listing(model=Check, items=checks)
     if failed:
-        return Outcome(listing, ExitCode.FAILED, f"doctor: {failed} of {len(checks)} checks failed")
+        msg = f"doctor: {failed} of {len(checks)} checks failed" + (f", {skipped} skipped" if skipped else "")
+        return Outcome(listing, ExitCode.FAILED, msg)
     msg = f"doctor: all {len(checks)} checks passed" + (f" ({warned} with warnings)" if warned else "")
     return Outcome(listing, ExitCode.OK, msg)
 
 
 def _checks(settings: Settings, queues: tuple[str, ...], write_probe: bool) -> Iterator[Check]:
     yield _config_check(settings)
-    backend_ok = True
+    probes = ("read", "write") if write_probe else ("read",)
     url_check = _url_check("backend-url", settings.backend, settings.sources.get("backend"))
     yield url_check
+    has_tables = _has_tables(settings.backend)
     if url_check.status == FAIL:
-        backend_ok = False
-    if backend_ok:
-        assert settings.backend is not None
-        if scheme_of(settings.backend) == "dynamodb":
-            yield from _dynamodb_checks(settings, write_probe)
-        else:
-            yield from _store_checks(settings, write_probe)
+        yield from skipped((*TABLE_CHECKS, *probes) if has_tables else probes, "backend-url")
+    elif has_tables:
+        yield from _table_checks(settings, write_probe)
+    else:
+        yield from _probe_checks(settings, write_probe, dynamodb=False)
     broker_check = _url_check("broker-url", settings.broker, settings.sources.get("broker"))
     yield broker_check
-    if broker_check.status != FAIL:
+    if broker_check.status == FAIL:
+        yield from skipped(("broker", *(f"queue:{q}" for q in queues)), "broker-url")
+    else:
         yield from _broker_checks(settings, queues)
+
+
+def skipped(names: tuple[str, ...], after: str, why: str = "failed") -> Iterator[Check]:
+    """Rows for checks that cannot run because the check AFTER did not pass."""
+    for name in names:
+        yield Check(name, SKIPPED, f"not run: the {after} check {why}")
+
+
+def _has_tables(url: str | None) -> bool:
+    """Whether the backend's store has tables to check (asked of the registry; a malformed URL counts too)."""
+    try:
+        return bool(url) and scheme_of(url or "") in backends.TABLE_ADMINS
+    except TaskctlError:
+        return False
 
 
 # -- configuration ----------------------------------------------------------------------------------------
@@ -104,10 +126,8 @@ def _url_check(name: str, url: str | None, source: str | None) -> Check:
         )
     try:
         scheme_of(url)
-        if scheme_of(url) == "dynamodb":
-            from taskctl.urls import parse_dynamodb
-
-            parse_dynamodb(url)
+        if name.startswith("backend"):
+            backends.table_defaults(url)  # a store with tables parses its URL here: a bad one fails now
     except TaskctlError as exc:
         return Check(name, FAIL, exc.message, exc.hint)
     detail = f"{mask(url)} (from {source or 'unknown'})"
@@ -121,14 +141,18 @@ def _url_check(name: str, url: str | None, source: str | None) -> Check:
 # -- result backend ---------------------------------------------------------------------------------------
 
 
-def _dynamodb_checks(settings: Settings, write_probe: bool) -> Iterator[Check]:
+def _table_checks(settings: Settings, write_probe: bool) -> Iterator[Check]:
     from taskctl import tables
 
+    after_table = (
+        ("table-schema", "table-ttl", "read", "write") if write_probe else ("table-schema", "table-ttl", "read")
+    )
     try:
         t = tables.target(settings)
         admin = tables.admin_for(settings, t)
     except TaskctlError as exc:
         yield Check("table", FAIL, exc.message, exc.hint)
+        yield from skipped(after_table, "table")
         return
     try:
         desc = admin.describe_table(t.table)
@@ -139,19 +163,21 @@ def _dynamodb_checks(settings: Settings, write_probe: bool) -> Iterator[Check]:
             exc.message,
             f"taskctl table create {t.table} --ttl (Celery creates it itself only if allowed dynamodb:CreateTable)",
         )
+        yield from skipped(after_table, "table")
         return
     except TaskctlError as exc:
         yield _fail_from("table", exc, "dynamodb:DescribeTable")
+        yield from skipped(after_table, "table")
         return
     try:
-        ttl: dict[str, Any] | None = admin.describe_ttl(t.table)
+        ttl: TtlDescription | None = admin.describe_ttl(t.table)
         ttl_error: TaskctlError | None = None
     except TaskctlError as exc:
         ttl, ttl_error = None, exc
     info = tables.table_info(desc, ttl)
     key_problems = tables.key_schema_problems(desc)
     status = info.status
-    capacity = "on-demand" if info.billing_mode == "PAY_PER_REQUEST" else f"{info.read_capacity}/{info.write_capacity}"
+    capacity = "on-demand" if desc.on_demand else f"{info.read_capacity}/{info.write_capacity}"
     yield Check(
         "table",
         PASS if status == "ACTIVE" else (FAIL if status in tables.UNUSABLE_STATUS else WARN),
@@ -171,7 +197,7 @@ def _dynamodb_checks(settings: Settings, write_probe: bool) -> Iterator[Check]:
     yield from _probe_checks(settings, write_probe, dynamodb=True)
 
 
-def _ttl_check(table: str, ttl_seconds: int | None, ttl: dict[str, Any] | None, error: TaskctlError | None) -> Check:
+def _ttl_check(table: str, ttl_seconds: int | None, ttl: TtlDescription | None, error: TaskctlError | None) -> Check:
     if error is not None:
         if ttl_seconds is None and _denied(error):
             return Check(
@@ -182,9 +208,7 @@ def _ttl_check(table: str, ttl_seconds: int | None, ttl: dict[str, Any] | None, 
             )
         return _fail_from("table-ttl", error, "dynamodb:DescribeTimeToLive")
     assert ttl is not None
-    status = ttl.get("TimeToLiveStatus", "DISABLED")
-    attr = ttl.get("AttributeName")
-    on = status in ("ENABLED", "ENABLING")
+    status, attr, on = ttl.status, ttl.attribute, ttl.active
     enable_hint = f"taskctl table ttl {table} --enable"
     if on and attr and attr != "ttl":
         return Check(
@@ -227,16 +251,14 @@ def _ttl_check(table: str, ttl_seconds: int | None, ttl: dict[str, Any] | None, 
     )
 
 
-def _store_checks(settings: Settings, write_probe: bool) -> Iterator[Check]:
-    yield from _probe_checks(settings, write_probe, dynamodb=False)
-
-
 def _probe_checks(settings: Settings, write_probe: bool, *, dynamodb: bool) -> Iterator[Check]:
     key = PROBE_PREFIX + uuid.uuid4().hex
     try:
         store = backends.result_store(settings)
     except TaskctlError as exc:
         yield Check("read", FAIL, exc.message, exc.hint)
+        if write_probe:
+            yield from skipped(("write",), "read", "could not open the result store")
         return
     try:
         yield _timed(
@@ -278,28 +300,37 @@ def _timed(name: str, fn: Callable[[], object], what: str, action: str | None) -
 
 
 def _broker_checks(settings: Settings, queues: tuple[str, ...]) -> Iterator[Check]:
+    names = tuple(f"queue:{q}" for q in queues)
     try:
         broker = backends.open_broker(settings)
     except TaskctlError as exc:
         yield Check("broker", FAIL, exc.message, exc.hint)
+        yield from skipped(names, "broker")
         return
     start = time.monotonic()
-    for i, queue in enumerate(queues):
-        name = f"queue:{queue}"
+    connected = False
+    for i, (queue, name) in enumerate(zip(queues, names, strict=True)):
         try:
             counts = broker.stats(queue)
-        except NotFoundError as exc:
-            if i == 0:
-                yield Check("broker", PASS, f"connected to {broker.masked_url}")
-            yield Check(name, WARN, exc.message, "it appears when a worker consuming it starts")
-            continue
         except UnavailableError as exc:
-            yield Check("broker", FAIL, exc.message, exc.hint)
+            if connected:
+                yield Check(name, FAIL, exc.message, exc.hint)
+                yield from skipped(names[i + 1 :], name, "found the broker unavailable")
+            else:
+                yield Check("broker", FAIL, exc.message, exc.hint)
+                yield from skipped(names[i:], "broker")
             return
         except TaskctlError as exc:
-            yield Check(name, FAIL, exc.message, exc.hint)
+            if not connected:
+                connected = True
+                yield Check("broker", PASS, f"connected to {broker.masked_url}")
+            if isinstance(exc, NotFoundError):
+                yield Check(name, WARN, exc.message, "it appears when a worker consuming it starts")
+            else:
+                yield Check(name, FAIL, exc.message, exc.hint)
             continue
-        if i == 0:
+        if not connected:
+            connected = True
             ms = (time.monotonic() - start) * 1000
             yield Check("broker", PASS, f"connected to {broker.masked_url} ({ms:.0f} ms)")
         yield _queue_check(name, queue, counts, broker.counts_consumers)

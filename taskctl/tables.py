@@ -15,14 +15,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from taskctl import events
-from taskctl.backends import table_admin
+from taskctl.backends import table_admin, table_defaults
 from taskctl.errors import ConflictError, NotFoundError, UsageError, WaitTimeoutError
 from taskctl.models import KeyAttr, TableInfo
 from taskctl.units import format_duration
-from taskctl.urls import mask, parse_dynamodb
+from taskctl.urls import mask
 
 if TYPE_CHECKING:
-    from taskctl.backends.base import TableAdmin
+    from taskctl.backends.base import TableAdmin, TableDescription, TtlDescription
     from taskctl.config import Settings
 
 #: the key and TTL attribute Celery's DynamoDBBackend uses
@@ -52,14 +52,23 @@ class Target:
     ttl_seconds: int | None
 
 
+def check_name(table: str | None) -> None:
+    """An empty name is a mistake (an unset shell variable), never a request for the default table."""
+    if table is not None and not table.strip():
+        raise UsageError(
+            "the table name must not be empty", hint="name the table (for describe, create and ttl: or leave it out)"
+        )
+
+
 def target(settings: Settings, table: str | None = None) -> Target:
-    """TABLE, else the backend URL's table (Celery's default ``celery``)."""
+    """TABLE, else the backend URL's table (Celery's default ``celery``). An empty TABLE is a usage error."""
+    check_name(table)
     url = settings.backend or "dynamodb://"
-    parsed = parse_dynamodb(url) if url.lower().startswith("dynamodb:") else None
-    if parsed is None:
+    defaults = table_defaults(url)
+    if defaults is None:
         table_admin(settings, url)  # raises the registry's usage error naming the scheme
-        raise UsageError(f"table commands need a dynamodb:// backend, not {mask(url)}")
-    return Target(url, table or parsed.table, parsed.read, parsed.write, parsed.ttl_seconds)
+        raise UsageError(f"table commands need a backend with tables (dynamodb://), not {mask(url)}")
+    return Target(url, table or defaults.table, defaults.read, defaults.write, defaults.ttl_seconds)
 
 
 def admin_for(settings: Settings, t: Target) -> TableAdmin:
@@ -69,69 +78,58 @@ def admin_for(settings: Settings, t: Target) -> TableAdmin:
 # -- the model ------------------------------------------------------------------------------------------------
 
 
-def problems_of(desc: dict[str, Any], ttl: dict[str, Any] | None) -> list[str]:
+def problems_of(desc: TableDescription, ttl: TtlDescription | None) -> list[str]:
     """Sentences saying why Celery cannot use the table as it is; empty when it can."""
     out = key_schema_problems(desc)
-    status = desc.get("TableStatus")
-    if status in UNUSABLE_STATUS:
-        out.append(f"The table is {status}, so Celery cannot read or write it.")
-    if ttl:
-        ttl_status = ttl.get("TimeToLiveStatus")
-        attr = ttl.get("AttributeName")
-        if ttl_status in ("ENABLED", "ENABLING") and attr and attr != CELERY_TTL_ATTRIBUTE:
-            out.append(
-                f"TTL is {ttl_status.lower()} on attribute {attr!r}, not {CELERY_TTL_ATTRIBUTE!r}: Celery with "
-                f"ttl_seconds set fails at start-up (DynamoDB refuses its TTL change), and its "
-                f"{CELERY_TTL_ATTRIBUTE!r} values never expire items."
-            )
+    if desc.status in UNUSABLE_STATUS:
+        out.append(f"The table is {desc.status}, so Celery cannot read or write it.")
+    if ttl is not None and ttl.active and ttl.attribute and ttl.attribute != CELERY_TTL_ATTRIBUTE:
+        out.append(
+            f"TTL is {ttl.status.lower()} on attribute {ttl.attribute!r}, not {CELERY_TTL_ATTRIBUTE!r}: Celery with "
+            f"ttl_seconds set fails at start-up (DynamoDB refuses its TTL change), and its "
+            f"{CELERY_TTL_ATTRIBUTE!r} values never expire items."
+        )
     return out
 
 
-def key_schema_problems(desc: dict[str, Any]) -> list[str]:
+def key_schema_problems(desc: TableDescription) -> list[str]:
     """How the key schema differs from Celery's (hash key ``id`` of type S, no range key)."""
-    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions", [])}
-    keys = {k["KeyType"]: k["AttributeName"] for k in desc.get("KeySchema", [])}
     out: list[str] = []
-    hash_key = keys.get("HASH")
+    hash_key = desc.key("HASH")
+    key_type = desc.attribute_types.get(CELERY_KEY)
     if hash_key != CELERY_KEY:
         out.append(f"The hash key is {hash_key!r}, but Celery reads and writes items by a hash key {CELERY_KEY!r}.")
-    elif types.get(CELERY_KEY) != CELERY_KEY_TYPE:
+    elif key_type != CELERY_KEY_TYPE:
         out.append(
-            f"The hash key {CELERY_KEY!r} has type {types.get(CELERY_KEY)}, but Celery stores it as a string "
+            f"The hash key {CELERY_KEY!r} has type {key_type}, but Celery stores it as a string "
             f"(type {CELERY_KEY_TYPE})."
         )
-    if "RANGE" in keys:
+    range_key = desc.key("RANGE")
+    if range_key is not None:
         out.append(
-            f"The table has a range key {keys['RANGE']!r}; Celery's items have only the hash key {CELERY_KEY!r}, "
+            f"The table has a range key {range_key!r}; Celery's items have only the hash key {CELERY_KEY!r}, "
             "so its reads and writes fail."
         )
     return out
 
 
-def table_info(desc: dict[str, Any], ttl: dict[str, Any] | None, **kw: Any) -> TableInfo:
-    """TableInfo from DescribeTable's ``Table`` and DescribeTimeToLive's description."""
-    billing = (desc.get("BillingModeSummary") or {}).get("BillingMode") or "PROVISIONED"
-    pt = desc.get("ProvisionedThroughput") or {}
-    on_demand = billing == "PAY_PER_REQUEST"
-    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions", [])}
-    keys = tuple(
-        KeyAttr(name=k["AttributeName"], type=types.get(k["AttributeName"], "?"), key=k["KeyType"])
-        for k in desc.get("KeySchema", [])
-    )
+def table_info(desc: TableDescription, ttl: TtlDescription | None, **kw: Any) -> TableInfo:
+    """TableInfo, the model `table` commands return, from the table's and its TTL's descriptions."""
+    keys = tuple(KeyAttr(name=k.name, type=desc.attribute_types.get(k.name, "?"), key=k.role) for k in desc.key_schema)
     problems = tuple(problems_of(desc, ttl))
     return TableInfo(
-        table=str(desc.get("TableName", "")),
-        status=str(desc.get("TableStatus", "UNKNOWN")),
-        billing_mode=billing,
-        read_capacity=None if on_demand else pt.get("ReadCapacityUnits"),
-        write_capacity=None if on_demand else pt.get("WriteCapacityUnits"),
+        table=desc.name,
+        status=desc.status,
+        billing_mode=desc.billing_mode,
+        read_capacity=desc.read_capacity,
+        write_capacity=desc.write_capacity,
         key_schema=keys,
         celery_compatible=not problems,
         problems=problems,
-        item_count=desc.get("ItemCount"),
-        size_bytes=desc.get("TableSizeBytes"),
-        ttl_status=(ttl or {}).get("TimeToLiveStatus"),
-        ttl_attribute=(ttl or {}).get("AttributeName"),
+        item_count=desc.item_count,
+        size_bytes=desc.size_bytes,
+        ttl_status=ttl.status if ttl is not None else None,
+        ttl_attribute=ttl.attribute if ttl is not None else None,
         **kw,
     )
 
@@ -165,7 +163,7 @@ def wait_until(check: Callable[[], tuple[bool, str]], *, what: str, timeout: flo
 
 def _wait_active(admin: TableAdmin, table: str, timeout: float) -> None:
     def check() -> tuple[bool, str]:
-        status = str(admin.describe_table(table).get("TableStatus"))
+        status = admin.describe_table(table).status
         if status in UNUSABLE_STATUS:
             raise ConflictError(f"table {table!r} became {status} while waiting for it to become ACTIVE")
         return status == "ACTIVE", status
@@ -242,7 +240,7 @@ def create(
     desc = admin.describe_table(t.table)
     if not created:
         _check_existing(desc, t.table, read, write, on_demand)
-    if desc.get("TableStatus") != "ACTIVE" and (wait or want_ttl):
+    if desc.status != "ACTIVE" and (wait or want_ttl):
         # TTL can only be changed on an ACTIVE table, so --ttl waits even with --no-wait
         _wait_active(admin, t.table, timeout)
     if want_ttl:
@@ -250,7 +248,7 @@ def create(
     return _info(admin, t.table, created=created)
 
 
-def _check_existing(desc: dict[str, Any], table: str, read: int, write: int, on_demand: bool) -> None:
+def _check_existing(desc: TableDescription, table: str, read: int, write: int, on_demand: bool) -> None:
     diff = key_schema_problems(desc)
     if diff:
         raise ConflictError(
@@ -258,17 +256,16 @@ def _check_existing(desc: dict[str, Any], table: str, read: int, write: int, on_
             hint="use another table name, or delete this one if nothing needs it ('taskctl table delete')",
             code="schema",
         )
-    status = desc.get("TableStatus")
-    if status in UNUSABLE_STATUS:
-        raise ConflictError(f"table {table!r} exists but is {status}", hint="wait until it is gone, then create it")
-    billing = (desc.get("BillingModeSummary") or {}).get("BillingMode") or "PROVISIONED"
-    if on_demand and billing != "PAY_PER_REQUEST":
+    if desc.status in UNUSABLE_STATUS:
+        raise ConflictError(
+            f"table {table!r} exists but is {desc.status}", hint="wait until it is gone, then create it"
+        )
+    if on_demand and not desc.on_demand:
         events.warn(f"table {table!r} already exists with PROVISIONED capacity; left unchanged")
-    elif not on_demand and billing == "PAY_PER_REQUEST":
+    elif not on_demand and desc.on_demand:
         events.warn(f"table {table!r} already exists as on-demand (PAY_PER_REQUEST); left unchanged")
     elif not on_demand:
-        pt = desc.get("ProvisionedThroughput") or {}
-        have = (pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits"))
+        have = (desc.read_capacity, desc.write_capacity)
         if have != (read, write):
             events.warn(f"table {table!r} already exists with capacity {have[0]}/{have[1]}; left unchanged")
 
@@ -313,14 +310,13 @@ class TTLPlan:
     reason: str
 
 
-def plan_ttl(table: str, ttl: dict[str, Any], *, enable: bool, attribute: str) -> TTLPlan:
+def plan_ttl(table: str, ttl: TtlDescription, *, enable: bool, attribute: str) -> TTLPlan:
     """The TTL state machine of Celery's ``_set_table_ttl``, refusing up front what DynamoDB would refuse.
 
     The wanted state already in force or in progress is no change. TTL active on another attribute is refused
     here rather than sent: DynamoDB refuses it, but moto would silently switch the attribute.
     """
-    status = str(ttl.get("TimeToLiveStatus", "DISABLED"))
-    current = ttl.get("AttributeName")
+    status, current = ttl.status, ttl.attribute
     if enable:
         if status in ("ENABLED", "ENABLING"):
             if current == attribute:
@@ -345,8 +341,7 @@ def _apply_ttl(admin: TableAdmin, table: str, *, enable: bool, attribute: str) -
     if not plan.update:
         events.note(plan.reason)
         return False
-    reply = admin.update_ttl(table, enabled=plan.enabled, attribute=plan.attribute)
-    return not reply.get("Unchanged", False)
+    return admin.update_ttl(table, enabled=plan.enabled, attribute=plan.attribute)
 
 
 def set_ttl(
@@ -376,7 +371,7 @@ def set_ttl(
         goal = "ENABLED" if enable else "DISABLED"
 
         def check() -> tuple[bool, str]:
-            status = str(admin.describe_ttl(t.table).get("TimeToLiveStatus"))
+            status = admin.describe_ttl(t.table).status
             return status == goal, status
 
         wait_until(check, what=f"TTL on table {t.table!r} to become {goal}", timeout=timeout)
@@ -406,7 +401,7 @@ def delete(
 
         def check() -> tuple[bool, str]:
             try:
-                return False, str(admin.describe_table(t.table).get("TableStatus"))
+                return False, admin.describe_table(t.table).status
             except NotFoundError:
                 return True, "DELETED"
 

@@ -138,3 +138,20 @@ def test_version_and_bad_output_format(run) -> None:  # type: ignore[no-untyped-
 def test_unknown_option_is_exit_2(run) -> None:  # type: ignore[no-untyped-def]
     r = run("--no-such-option")
     assert r.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "origin"),
+    [(["--env", ""], {}, "--env"), ([], {"TASKCTL_ENV": ""}, "TASKCTL_ENV"), (["--env", " "], {}, "--env")],
+)
+def test_empty_environment_name_is_exit_2(
+    run, monkeypatch: pytest.MonkeyPatch, args: list[str], environ: dict[str, str], origin: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Never falls through to CELERY_RESULT_BACKEND: an empty name is a mistake, not 'no environment'."""
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "file:///nonexistent-prod")
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    r = run(*args, "result", "list")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.startswith(f"error: the environment name must not be empty (from {origin})\n")
+    assert "nonexistent-prod" not in r.stderr

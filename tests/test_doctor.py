@@ -255,4 +255,68 @@ def test_denied_describe_table_stops_the_table_checks(run: Any, ddb_url: str, mo
     assert r.exit_code == 1
     checks = rows(r)
     assert checks["table"]["detail"].startswith("missing permission dynamodb:DescribeTable: ")
-    assert "table-schema" not in checks and "read" not in checks
+    # the checks that need the table are reported, as skipped, with the check they waited for
+    for name in ("table-schema", "table-ttl", "read"):
+        assert checks[name] == {
+            "name": name,
+            "status": "skipped",
+            "detail": "not run: the table check failed",
+            "hint": None,
+        }
+
+
+def test_checks_after_a_failure_are_reported_skipped_with_why(run: Any) -> None:
+    """Every check has a row: those that need a failed one are 'skipped', naming the check they waited for."""
+    r = run("--backend", "dynamodb://@127.0.0.1:1/t?read=x", "--broker", "nope", "doctor", "--write-probe",
+            "--queue", "a", "--queue", "b", "-o", "json")  # fmt: skip
+    assert r.exit_code == 1
+    got = [(c["name"], c["status"], c["detail"]) for c in json.loads(r.stdout)]
+    after_backend = "not run: the backend-url check failed"
+    after_broker = "not run: the broker-url check failed"
+    assert got[1][:2] == ("backend-url", "fail")
+    assert got[2:8] == [
+        ("table", "skipped", after_backend),
+        ("table-schema", "skipped", after_backend),
+        ("table-ttl", "skipped", after_backend),
+        ("read", "skipped", after_backend),
+        ("write", "skipped", after_backend),
+        ("broker-url", "fail", "not a URL: 'nope'"),
+    ]
+    assert got[8:] == [
+        ("broker", "skipped", after_broker),
+        ("queue:a", "skipped", after_broker),
+        ("queue:b", "skipped", after_broker),
+    ]
+    assert r.stderr.strip() == "doctor: 2 of 11 checks failed, 8 skipped"
+
+
+@pytest.mark.parametrize("fmt", ["plain", "table", "csv", "tsv", "jsonl"])
+def test_skipped_rows_in_every_format(run: Any, fmt: str) -> None:
+    r = run("--broker", "memory://", "doctor", "-o", fmt)
+    assert r.exit_code == 1
+    line = next(line for line in r.stdout.splitlines() if "read" in line)
+    assert "skipped" in line and "not run: the backend-url" in line
+
+
+def test_missing_table_skips_what_needs_it(run: Any, ddb_url: str) -> None:
+    r = run("--backend", ddb_url, "--broker", "memory://", "doctor", "--write-probe", "-o", "json")
+    assert r.exit_code == 1
+    checks = rows(r)
+    assert checks["table"]["status"] == "fail" and "does not exist" in checks["table"]["detail"]
+    for name in ("table-schema", "table-ttl", "read", "write"):
+        assert (checks[name]["status"], checks[name]["detail"]) == ("skipped", "not run: the table check failed")
+    assert checks["broker"]["status"] == "pass"
+
+
+def test_unreachable_broker_skips_its_queues(run: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run("--backend", "file:///nonexistent-doctor-dir", "--broker", f"amqp://guest:guest@127.0.0.1:{port}//",
+            "doctor", "--queue", "a", "--queue", "b", "-o", "json")  # fmt: skip
+    checks = rows(r)
+    assert checks["broker"]["status"] == "fail"
+    assert checks["queue:a"] == checks["queue:a"] | {"status": "skipped", "detail": "not run: the broker check failed"}
+    assert checks["queue:b"]["status"] == "skipped"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -310,6 +311,76 @@ def test_bad_options_are_exit_2(run: Any, args: list[str], message: str) -> None
     r = run("--backend", "dynamodb://@127.0.0.1:9/t", "table", *args)
     assert r.exit_code == 2
     assert message in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["delete", "", "--yes"], ["delete", " ", "--yes"], ["describe", ""], ["create", ""], ["ttl", "", "--disable"]],
+)
+def test_empty_table_name_is_exit_2_never_the_urls_table(run: Any, dynamodb_endpoint: str, args: list[str]) -> None:
+    """An unset shell variable ("$TABLE") must not reach the table named in the backend URL."""
+    name = f"t-empty-{uuid.uuid4().hex[:8]}"
+    b = url(dynamodb_endpoint, name)
+    assert run("--backend", b, "table", "create").exit_code == 0
+    try:
+        r = run("--backend", b, "table", *args)
+        assert r.exit_code == 2
+        assert r.stdout == ""
+        assert r.stderr.startswith("error: the table name must not be empty\n")
+        assert client(dynamodb_endpoint).describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    finally:
+        drop(dynamodb_endpoint, name)
+
+
+def test_ttl_enable_and_disable_together_is_exit_2(run: Any, dynamodb_endpoint: str) -> None:
+    r = run("--backend", url(dynamodb_endpoint), "table", "ttl", "--enable", "--disable")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.startswith("error: --enable and --disable exclude each other\n")
+
+
+def test_admin_returns_typed_descriptions(any_dynamodb: str, unique_name: str) -> None:
+    """The contract of TableAdmin on every server: parsed value types, never DescribeTable dicts."""
+    from taskctl.backends import table_admin
+    from taskctl.backends.base import TableDescription, TableKey, TtlDescription
+    from taskctl.config import Settings
+
+    admin = table_admin(Settings(backend=url(any_dynamodb, unique_name, "?read=2&write=3&ttl_seconds=60")))
+    try:
+        assert (admin.defaults.table, admin.defaults.read, admin.defaults.write) == (unique_name, 2, 3)
+        assert admin.create_table(unique_name, read=2, write=3, on_demand=False) is True
+        assert admin.create_table(unique_name, read=2, write=3, on_demand=False) is False
+        desc = admin.describe_table(unique_name)
+        assert isinstance(desc, TableDescription)
+        assert (desc.name, desc.status, desc.key_schema) == (unique_name, "ACTIVE", (TableKey("id", "HASH"),))
+        assert (desc.attribute_types, desc.billing_mode, desc.read_capacity, desc.write_capacity) == (
+            {"id": "S"}, "PROVISIONED", 2, 3,
+        )  # fmt: skip
+        assert (desc.item_count, desc.size_bytes, desc.on_demand) == (0, 0, False)
+        assert desc.arn is not None and desc.arn.endswith(f":table/{unique_name}")
+        assert desc.created is not None and desc.created.tzinfo is not None
+        assert admin.describe_ttl(unique_name) == TtlDescription("DISABLED", None)
+        assert admin.update_ttl(unique_name, enabled=True, attribute="ttl") is True
+        assert admin.describe_ttl(unique_name) == TtlDescription("ENABLED", "ttl")
+        assert admin.delete_table(unique_name).name == unique_name
+    finally:
+        admin.close()
+        drop(any_dynamodb, unique_name)
+
+
+def test_no_dynamodb_wire_shape_outside_its_adapter() -> None:
+    """Operations read TableDescription/TtlDescription; DescribeTable's keys stay in backends/dynamodb*.py."""
+    import pathlib
+
+    pkg = pathlib.Path(__file__).resolve().parent.parent / "taskctl"
+    wire = ("TableStatus", "KeySchema", "BillingModeSummary", "TimeToLiveStatus", "ProvisionedThroughput")
+    offenders = [
+        f"{path.relative_to(pkg)}: {key}"
+        for path in pkg.rglob("*.py")
+        if not path.name.startswith("dynamodb")
+        for key in wire
+        if key in path.read_text()
+    ]
+    assert offenders == []
 
 
 def test_table_name_dynamodb_rejects_is_exit_2_one_line(run: Any, dynamodb_endpoint: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from taskctl import tables
 from taskctl.backends import dynamodb
+from taskctl.backends.base import TtlDescription
 from taskctl.errors import ConflictError
 from taskctl.tables import plan_ttl
 
@@ -270,15 +271,14 @@ def test_throttling_retried_then_succeeds(run: Any, table: str, faults: Faults) 
     ],
 )
 def test_ttl_plan(status: str, current: str | None, enable: bool, update: tuple[bool, str] | None) -> None:
-    d = {"TimeToLiveStatus": status, **({"AttributeName": current} if current else {})}
-    plan = plan_ttl("t", d, enable=enable, attribute="ttl")
+    plan = plan_ttl("t", TtlDescription(status, current), enable=enable, attribute="ttl")
     assert ((plan.enabled, plan.attribute) if plan.update else None) == update
 
 
 @pytest.mark.parametrize("status", ["ENABLED", "ENABLING"])
 def test_ttl_plan_refuses_other_attribute(status: str) -> None:
     with pytest.raises(ConflictError, match="current AttributeName is 'ttlx'"):
-        plan_ttl("t", {"TimeToLiveStatus": status, "AttributeName": "ttlx"}, enable=True, attribute="ttl")
+        plan_ttl("t", TtlDescription(status, "ttlx"), enable=True, attribute="ttl")
 
 
 def test_wait_until_uses_short_delays(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from taskctl.errors import UsageError
 from taskctl.urls import mask, scheme_of
 
 if TYPE_CHECKING:
-    from taskctl.backends.base import Broker, Management, RemoteControl, ResultStore, TableAdmin
+    from taskctl.backends.base import Broker, Management, RemoteControl, ResultStore, TableAdmin, TableDefaults
     from taskctl.config import Settings
 
 RESULT_STORES: dict[str, str] = {
@@ -54,10 +54,26 @@ def result_store(settings: Settings, url: str | None = None) -> ResultStore:
 
 
 def table_admin(settings: Settings, url: str | None = None) -> TableAdmin:
-    """The table administrator for URL (default: the configured backend, else dynamodb://)."""
+    """The table administrator for URL (default: the configured backend, else dynamodb://).
+
+    The one place that turns settings into the adapter's keyword arguments.
+    """
     url = url or settings.backend or "dynamodb://"
     cls = load(_lookup(TABLE_ADMINS, url, "table commands"))
-    return cls.from_settings(url, settings)  # type: ignore[no-any-return]
+    return cls.from_url(  # type: ignore[no-any-return]
+        url,
+        endpoint_url=settings.endpoint_url or None,
+        region=settings.region or None,
+        profile=settings.aws_profile or None,
+    )
+
+
+def table_defaults(url: str) -> TableDefaults | None:
+    """What URL says about its table (no client made), or None when its store has no tables to administer."""
+    scheme = scheme_of(url)
+    if scheme not in TABLE_ADMINS:
+        return None
+    return load(TABLE_ADMINS[scheme]).defaults_from_url(url)  # type: ignore[no-any-return]
 
 
 def open_control(settings: Settings, url: str | None = None) -> RemoteControl:

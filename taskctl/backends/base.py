@@ -6,8 +6,9 @@ Capabilities are class attributes documented with ``#:``. Every SDK exception is
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
@@ -58,16 +59,87 @@ class ResultStore(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class TableKey:
+    """One element of a table's key schema."""
+
+    name: str
+    #: "HASH" (partition key) or "RANGE" (sort key)
+    role: str
+
+
+@dataclass(frozen=True)
+class TableDescription:
+    """A result table as its store describes it (DynamoDB's DescribeTable, parsed by the adapter)."""
+
+    name: str
+    #: CREATING, ACTIVE, UPDATING, DELETING, ARCHIVING, ARCHIVED, INACCESSIBLE_ENCRYPTION_CREDENTIALS, UNKNOWN
+    status: str
+    key_schema: tuple[TableKey, ...]
+    #: attribute name -> scalar type ("S", "N", "B") for every attribute the table defines
+    attribute_types: Mapping[str, str] = field(default_factory=dict)
+    #: "PROVISIONED" or "PAY_PER_REQUEST" (on demand)
+    billing_mode: str = "PROVISIONED"
+    #: capacity units; None for on-demand tables
+    read_capacity: int | None = None
+    write_capacity: int | None = None
+    #: the store's approximate counts (DynamoDB refreshes them about every six hours)
+    item_count: int | None = None
+    size_bytes: int | None = None
+    arn: str | None = None
+    created: datetime | None = None
+
+    @property
+    def on_demand(self) -> bool:
+        return self.billing_mode == "PAY_PER_REQUEST"
+
+    def key(self, role: str) -> str | None:
+        """The attribute with key ROLE ("HASH" or "RANGE"), None when there is none."""
+        return next((k.name for k in self.key_schema if k.role == role), None)
+
+
+@dataclass(frozen=True)
+class TtlDescription:
+    """A table's Time to Live setting (DynamoDB's DescribeTimeToLive, parsed by the adapter)."""
+
+    #: ENABLED, ENABLING, DISABLED or DISABLING
+    status: str = "DISABLED"
+    #: the attribute holding expiry times; None when TTL was never enabled
+    attribute: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """TTL in force or on its way there."""
+        return self.status in ("ENABLED", "ENABLING")
+
+
+@dataclass(frozen=True)
+class TableDefaults:
+    """What a backend URL says about its table: the name Celery uses and how Celery would create it."""
+
+    table: str
+    read: int
+    write: int
+    #: Celery's ``ttl_seconds``: None (not set), < 0 (switch TTL off), >= 0 (switch TTL on, expire after)
+    ttl_seconds: int | None = None
+
+
 class TableAdmin(Protocol):
-    """Provisioning of DynamoDB result tables (see taskctl.backends.dynamodb)."""
+    """Provisioning of result tables (see taskctl.backends.dynamodb). Every error is a TaskctlError."""
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> TableAdmin: ...
-    def describe_table(self, table: str) -> dict[str, Any]: ...  # DescribeTable's Table; NotFoundError if missing
-    def describe_ttl(self, table: str) -> dict[str, Any]: ...  # TimeToLiveStatus, AttributeName
+    def defaults_from_url(cls, url: str) -> TableDefaults: ...  # no client; UsageError for a malformed URL
+    @classmethod
+    def from_url(
+        cls, url: str, *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None
+    ) -> TableAdmin: ...
+    @property
+    def defaults(self) -> TableDefaults: ...  # what its URL says
+    def describe_table(self, table: str) -> TableDescription: ...  # NotFoundError if missing
+    def describe_ttl(self, table: str) -> TtlDescription: ...
     def create_table(self, table: str, *, read: int, write: int, on_demand: bool) -> bool: ...  # False: existed
-    def update_ttl(self, table: str, *, enabled: bool, attribute: str) -> dict[str, Any]: ...
-    def delete_table(self, table: str) -> dict[str, Any]: ...  # DeleteTable's TableDescription
+    def update_ttl(self, table: str, *, enabled: bool, attribute: str) -> bool: ...  # False: already so
+    def delete_table(self, table: str) -> TableDescription: ...  # as it was when the delete began
     def list_tables(self) -> Iterator[str]: ...  # every table name at the endpoint
     def close(self) -> None: ...
 

@@ -5,10 +5,12 @@ Connection string (as Celery 5.5+ reads it, see taskctl.urls.parse_dynamodb)::
     dynamodb://[KEY:SECRET@]REGION[:PORT]/TABLE?read=N&write=N&ttl_seconds=N
 
 ``localhost`` or an IP literal with a port as REGION means the endpoint ``http://HOST:PORT`` in us-east-1.
-``--endpoint-url``, ``--region`` and ``--aws-profile`` override the URL; otherwise botocore's usual
-credential chain and region resolution apply.
+The ``endpoint_url``, ``region`` and ``profile`` arguments (``--endpoint-url``, ``--region``, ``--aws-profile``,
+which the registry reads) override the URL; otherwise botocore's usual credential chain and region resolution
+apply.
 
-Capabilities: table create/describe/list/delete, TTL describe/update (DynamoDBTableAdmin).
+Capabilities: table create/describe/list/delete, TTL describe/update (DynamoDBTableAdmin), each returning the
+value types of taskctl.backends.base (TableDescription, TtlDescription): no DynamoDB reply leaves this module.
 
 Errors raised (every botocore exception is translated by :func:`translate_errors`): NotFoundError (missing
 table), ConflictError (refused by DynamoDB's rules: TTL changes, table in use, limits), UsageError (no region,
@@ -21,10 +23,12 @@ caller importing it for :func:`dynamodb_client` must not pay boto's start-up cos
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from taskctl.backends.base import TableDefaults, TableDescription, TableKey, TtlDescription
 from taskctl.errors import (
     ConflictError,
     NotFoundError,
@@ -74,17 +78,27 @@ _AUTH_HINT = "check the credentials (URL KEY:SECRET, --aws-profile, AWS_* variab
 
 
 def dynamodb_client(url: str, settings: Settings) -> Any:
-    """A botocore DynamoDB client for URL; --endpoint-url, --region and --aws-profile override the URL."""
+    """A client for URL with --endpoint-url, --region and --aws-profile from SETTINGS.
+
+    Kept for DynamoDBResultStore.from_settings; new callers pass explicit arguments to :func:`make_client`.
+    """
+    return make_client(url, endpoint_url=settings.endpoint_url, region=settings.region, profile=settings.aws_profile)
+
+
+def make_client(
+    url: str, *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None
+) -> Any:
+    """A botocore DynamoDB client for URL; ENDPOINT_URL, REGION and PROFILE override what the URL says."""
     import botocore.session
     from botocore import exceptions as bx
     from botocore.config import Config
 
     parsed = parse_dynamodb(url)
-    region = settings.region or parsed.region
-    endpoint = settings.endpoint_url or parsed.endpoint_url
+    region = region or parsed.region
+    endpoint = endpoint_url or parsed.endpoint_url
     with translate_errors("create a DynamoDB client", url=url):
-        session = botocore.session.Session(profile=settings.aws_profile or None)
-        if settings.aws_profile:
+        session = botocore.session.Session(profile=profile or None)
+        if profile:
             session.get_scoped_config()  # raises ProfileNotFound now, with a clear message
         region = region or session.get_config_variable("region") or None
         if region is None:
@@ -247,30 +261,74 @@ def _validation(msg: str, head: str) -> TaskctlError:
     return ConflictError(f"{head}: DynamoDB refused the request: {msg}", code="refused")
 
 
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_table(table: dict[str, Any]) -> TableDescription:
+    """DescribeTable's (or DeleteTable's) ``Table`` description as a TableDescription."""
+    billing = (table.get("BillingModeSummary") or {}).get("BillingMode") or "PROVISIONED"
+    pt = table.get("ProvisionedThroughput") or {}
+    on_demand = billing == "PAY_PER_REQUEST"
+    created = table.get("CreationDateTime")
+    return TableDescription(
+        name=str(table.get("TableName", "")),
+        status=str(table.get("TableStatus") or "UNKNOWN"),
+        key_schema=tuple(
+            TableKey(name=str(k.get("AttributeName")), role=str(k.get("KeyType"))) for k in table.get("KeySchema", [])
+        ),
+        attribute_types={
+            str(a.get("AttributeName")): str(a.get("AttributeType")) for a in table.get("AttributeDefinitions", [])
+        },
+        billing_mode=str(billing),
+        read_capacity=None if on_demand else _int_or_none(pt.get("ReadCapacityUnits")),
+        write_capacity=None if on_demand else _int_or_none(pt.get("WriteCapacityUnits")),
+        item_count=_int_or_none(table.get("ItemCount")),
+        size_bytes=_int_or_none(table.get("TableSizeBytes")),
+        arn=table.get("TableArn"),
+        created=created if isinstance(created, dt.datetime) else None,
+    )
+
+
+def parse_ttl(description: dict[str, Any]) -> TtlDescription:
+    """DescribeTimeToLive's ``TimeToLiveDescription`` as a TtlDescription."""
+    attribute = description.get("AttributeName")
+    return TtlDescription(
+        status=str(description.get("TimeToLiveStatus") or "DISABLED"), attribute=str(attribute) if attribute else None
+    )
+
+
 class DynamoDBTableAdmin:
-    """Table administration over one client: every call translated, plain dicts out (DynamoDB's shapes)."""
+    """Table administration over one client: every call translated, TableDescription/TtlDescription out."""
 
     def __init__(self, url: str, client: Any) -> None:
         self.url = url
         self.client = client
+        self.defaults = self.defaults_from_url(url)
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> DynamoDBTableAdmin:
-        return cls(url, dynamodb_client(url, settings))
+    def defaults_from_url(cls, url: str) -> TableDefaults:
+        parsed = parse_dynamodb(url)
+        return TableDefaults(table=parsed.table, read=parsed.read, write=parsed.write, ttl_seconds=parsed.ttl_seconds)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None
+    ) -> DynamoDBTableAdmin:
+        return cls(url, make_client(url, endpoint_url=endpoint_url, region=region, profile=profile))
 
     @property
     def endpoint(self) -> str:
         return str(self.client.meta.endpoint_url)
 
-    def describe_table(self, table: str) -> dict[str, Any]:
-        """DescribeTable's ``Table``; NotFoundError when missing."""
+    def describe_table(self, table: str) -> TableDescription:
+        """NotFoundError when missing."""
         with translate_errors("describe table", url=self.url, table=table):
-            return dict(self.client.describe_table(TableName=table)["Table"])
+            return parse_table(self.client.describe_table(TableName=table)["Table"])
 
-    def describe_ttl(self, table: str) -> dict[str, Any]:
-        """DescribeTimeToLive's ``TimeToLiveDescription`` (``TimeToLiveStatus``, maybe ``AttributeName``)."""
+    def describe_ttl(self, table: str) -> TtlDescription:
         with translate_errors("describe TTL", url=self.url, table=table):
-            return dict(self.client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {}))
+            return parse_ttl(self.client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {}))
 
     def create_table(self, table: str, *, read: int, write: int, on_demand: bool) -> bool:
         """Create a table with Celery's key schema; False when a table of that name already exists."""
@@ -295,25 +353,25 @@ class DynamoDBTableAdmin:
                 raise
         return True
 
-    def update_ttl(self, table: str, *, enabled: bool, attribute: str) -> dict[str, Any]:
-        """UpdateTimeToLive; DynamoDB's refusals become ConflictError with its reason; ``Unchanged`` if in force."""
+    def update_ttl(self, table: str, *, enabled: bool, attribute: str) -> bool:
+        """UpdateTimeToLive; False when that state was already in force. Refusals become ConflictError."""
         from botocore.exceptions import ClientError
 
         action = "enable TTL" if enabled else "disable TTL"
         spec = {"Enabled": enabled, "AttributeName": attribute}
         with translate_errors(action, url=self.url, table=table):
             try:
-                reply = self.client.update_time_to_live(TableName=table, TimeToLiveSpecification=spec)
+                self.client.update_time_to_live(TableName=table, TimeToLiveSpecification=spec)
             except ClientError as exc:
                 # a concurrent change got there first: "TimeToLive is already enabled/disabled"
                 if "is already " + ("enabled" if enabled else "disabled") in str(exc).lower():
-                    return {**spec, "Unchanged": True}
+                    return False
                 raise
-            return dict(reply.get("TimeToLiveSpecification", spec))
+            return True
 
-    def delete_table(self, table: str) -> dict[str, Any]:
+    def delete_table(self, table: str) -> TableDescription:
         with translate_errors("delete table", url=self.url, table=table):
-            return dict(self.client.delete_table(TableName=table).get("TableDescription", {}))
+            return parse_table(self.client.delete_table(TableName=table).get("TableDescription", {}))
 
     def list_tables(self) -> Iterator[str]:
         """Every table name at the endpoint, page by page."""

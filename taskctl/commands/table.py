@@ -6,6 +6,7 @@ import typer
 
 from taskctl import config
 from taskctl.commands.common import DRY_RUN_HELP, YES_HELP, confirm, duration
+from taskctl.errors import UsageError
 from taskctl.models import Listing, TableInfo
 
 # taskctl.tables is imported in each command, not here: `taskctl --help` stays cheap
@@ -95,7 +96,8 @@ def list_() -> Listing:
 @app.command()
 def ttl(
     table: str | None = typer.Argument(None, help=TABLE_HELP, metavar="TABLE", show_default=False),
-    enable: bool | None = typer.Option(None, "--enable/--disable", help="Switch TTL on or off (neither: show it)."),
+    enable: bool = typer.Option(False, "--enable", help="Switch TTL on (neither --enable nor --disable: show it)."),
+    disable: bool = typer.Option(False, "--disable", help="Switch TTL off."),
     attribute: str = typer.Option("ttl", "--attribute", metavar="NAME", help="TTL attribute to enable."),
     wait: bool = typer.Option(False, "--wait", help="Wait until ENABLED/DISABLED (on AWS this can take an hour)."),
     timeout: str = typer.Option("1h", "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
@@ -112,10 +114,12 @@ def ttl(
     """
     from taskctl import tables
 
+    if enable and disable:
+        raise UsageError("--enable and --disable exclude each other", hint="pass one of them, or neither to show TTL")
     return tables.set_ttl(
         config.current(),
         table,
-        enable=enable,
+        enable=True if enable else (False if disable else None),
         attribute=attribute,
         wait=wait,
         timeout=duration(timeout, "--timeout") or 0.0,
@@ -142,5 +146,6 @@ def delete(
     from taskctl import tables
 
     wait_s = duration(timeout, "--timeout") or 0.0
+    tables.check_name(table)  # before the prompt: "" must not ask to delete anything
     confirm(f"delete table {table!r} and every item in it", yes=yes, dry_run=dry_run)
     return tables.delete(config.current(), table, wait=not no_wait, timeout=wait_s, dry_run=dry_run)
