@@ -199,58 +199,87 @@ def resolve(
     )
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{s}"'
+# The config file is the user's: `local up` and `local down --purge` change [env.NAME] and leave every other byte
+# (comments, order, blank lines, quoting) as it was. tomlkit keeps a document's layout; tomllib still reads it.
 
 
-def dump_toml(data: dict[str, Any]) -> str:
-    """A small TOML writer for the config file (tables nested by dotted headers)."""
-    lines: list[str] = []
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8") if path.is_file() else ""
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
 
-    def emit(prefix: str, table: dict[str, Any]) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-        if prefix and (scalars or not tables):
-            lines.append(f"[{prefix}]")
-        for k, v in scalars.items():
-            lines.append(f"{k} = {_toml_value(v)}")
-        if prefix and (scalars or not tables):
-            lines.append("")
-        for k, v in tables.items():
-            emit(f"{prefix}.{k}" if prefix else k, v)
 
-    emit("", data)
-    return "\n".join(lines).rstrip() + "\n"
+def _parse_doc(text: str, path: Path) -> Any:
+    import tomlkit
+    from tomlkit.exceptions import ParseError
+
+    try:
+        return tomlkit.parse(text)
+    except ParseError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomically: a crash or a full disk never leaves half a config file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _valid(text: str) -> bool:
+    import tomllib
+
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
 
 
 def save_environment(name: str, values: dict[str, Any], path: Path | None = None) -> Path:
-    """Write (or replace) ``[env.NAME]`` in the user config file, keeping everything else."""
+    """Write (or replace) ``[env.NAME]`` in the user config file, keeping every other byte of it."""
+    import tomlkit
+
     target = path or user_config_path()
-    data = load_file(target) if target.is_file() else {}
-    data.setdefault("env", {})[name] = values
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(dump_toml(data))
-    tmp.replace(target)
+    text = _read_text(target)
+    doc = _parse_doc(text, target)
+    envs = doc.get("env")
+    if isinstance(envs, dict) and name in envs:
+        envs[name] = values  # replaced where it stands
+        out = tomlkit.dumps(doc)
+    else:
+        # appended as text: inserting through tomlkit would also change the whitespace of what precedes it
+        section = tomlkit.dumps({"env": {name: values}})
+        sep = "" if not text.strip() else ("\n" if text.endswith("\n") else "\n\n")
+        out = (text if text.strip() else "") + sep + section
+        if not _valid(out):  # e.g. `env` written as an inline table: let tomlkit place it
+            doc.setdefault("env", {})[name] = values
+            out = tomlkit.dumps(doc)
+    _write_text(target, out)
     return target
 
 
 def remove_environment(name: str, path: Path | None = None) -> bool:
+    """Remove ``[env.NAME]`` (and the blank line `save_environment` put before it); False when there is none."""
+    from tomlkit.items import Table
+
     target = path or user_config_path()
     if not target.is_file():
         return False
-    data = load_file(target)
-    if name not in data.get("env", {}):
+    text = _read_text(target)
+    doc = _parse_doc(text, target)
+    envs = doc.get("env")
+    if not isinstance(envs, dict) or name not in envs:
         return False
-    del data["env"][name]
-    target.write_text(dump_toml(data))
+    del envs[name]
+    if not envs and isinstance(envs, Table) and envs.is_super_table():
+        del doc["env"]
+    out = doc.as_string()
+    if text.startswith(out) and out.endswith("\n\n"):  # it was the end of the file: drop its separator too
+        out = out[:-1]
+    _write_text(target, out)
     return True
 
 

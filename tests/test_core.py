@@ -128,6 +128,50 @@ def test_save_environment_round_trips(tmp_path: Path) -> None:
     assert s.backend == "dynamodb://@localhost:1/t" and s.transport_options == {"a": "b"}
 
 
+USER_CONFIG = """\
+# my taskctl settings: keep these comments
+[default]  # used without --env
+backend = "dynamodb://@us-east-1/celery"   # production
+
+# staging, reached with --env staging
+[env.staging]
+broker = 'amqp://guest@staging//'
+transport_options = { confirm_publish = true }
+
+[env.other]
+x = 1
+"""
+
+
+def test_save_and_remove_environment_keep_every_other_byte(tmp_path: Path) -> None:
+    """`local up` writes [env.local], `local down --purge` removes it: comments and layout elsewhere survive."""
+    p = write(tmp_path / "c.toml", USER_CONFIG)
+    values = {"backend": "dynamodb://local:local@127.0.0.1:8000/celery", "transport_options": {"a": "/tmp/q"}}
+    config.save_environment("local", values, p)
+    text = p.read_text()
+    assert text.startswith(USER_CONFIG)
+    assert text[len(USER_CONFIG) :].startswith("\n[env.local]\n")
+    config.save_environment("local", {**values, "broker": "filesystem://"}, p)  # replaced where it stands
+    assert p.read_text().startswith(USER_CONFIG) and p.read_text().count("[env.local]") == 1
+    s = config.resolve(environ={"HOME": str(tmp_path)}, env_name="local", config=str(p))
+    assert (s.broker, s.transport_options) == ("filesystem://", {"a": "/tmp/q"})
+    assert config.resolve(environ={"HOME": str(tmp_path)}, env_name="staging", config=str(p)).transport_options == {
+        "confirm_publish": True
+    }
+    assert config.remove_environment("local", p) is True
+    assert p.read_text() == USER_CONFIG
+    assert config.remove_environment("local", p) is False
+
+
+def test_values_with_newlines_quotes_and_unicode_round_trip(tmp_path: Path) -> None:
+    tricky = "line one\nline \"two\" \\ 'three' — ünïcødé \t tab"
+    p = config.save_environment(
+        "local", {"backend": tricky, "transport_options": {"data_folder_in": tricky}}, tmp_path / "c.toml"
+    )
+    s = config.resolve(environ={"HOME": str(tmp_path)}, env_name="local", config=str(p))
+    assert s.backend == tricky and s.transport_options == {"data_folder_in": tricky}
+
+
 def test_version_and_bad_output_format(run) -> None:  # type: ignore[no-untyped-def]
     r = run("--version")
     assert r.exit_code == 0 and r.stdout.startswith("taskctl ")
