@@ -1,23 +1,31 @@
 """`make demo` (``python -m taskctl.demo``): taskctl's main job on an embedded stack, as a short tutorial.
 
-Brings the local stack up with a real Celery worker, runs real workflows through it (a chain with a failure, a
+Brings a local stack up with a real Celery worker, runs real workflows through it (a chain with a failure, a
 group, a chord, a tree of spawned tasks, a task revoked before it runs), shows the taskctl commands an operator
 uses on them, and brings the stack down again, also on error or Ctrl-C. Each command is printed before its
 output, as a user would type it.
+
+The demo's stack is its own: a state folder and a config file in a temporary folder (XDG_STATE_HOME and
+XDG_CONFIG_HOME point there), a free port, no CELERY_*/TASKCTL_* variables from the shell. A stack the user
+started with `taskctl local up`, their config file and its [env.local] are never read, stopped or written.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from taskctl import config, local
+from taskctl.localserver import find_dynamodb_local, free_port
 
 #: the demo's failures are the point; the worker must be quick
 RESULT_TIMEOUT = 60.0
@@ -28,7 +36,8 @@ class DemoError(Exception):
 
 
 class Tutorial:
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.env = dict(os.environ)
         # the demo talks to its own stack only, never to a broker or backend exported in the shell
         for key in list(self.env):
@@ -36,7 +45,24 @@ class Tutorial:
                 del self.env[key]
         self.env.setdefault("AWS_EC2_METADATA_DISABLED", "true")
         self.env["COLUMNS"] = self.env.get("COLUMNS", "120")
+        ddl = find_dynamodb_local()  # found from here (the checkout): the demo's commands run in ROOT
+        if ddl is not None:
+            self.env["TASKCTL_DYNAMODB_LOCAL_DIR"] = str(ddl)
         self.started = time.monotonic()
+
+    def isolate(self) -> Path:
+        """Point this process and every command it runs at the demo's own state folder and config file."""
+        cfg_home, state_home = self.root / "config", self.root / "state"
+        self.env.update(XDG_CONFIG_HOME=str(cfg_home), XDG_STATE_HOME=str(state_home))
+        cfg = config.user_config_path(self.env)
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.touch()
+        self.env["TASKCTL_CONFIG"] = str(cfg)
+        for key in list(os.environ):
+            if key.startswith(("CELERY_", "TASKCTL_")):
+                del os.environ[key]
+        os.environ.update(XDG_CONFIG_HOME=str(cfg_home), XDG_STATE_HOME=str(state_home), TASKCTL_CONFIG=str(cfg))
+        return cfg
 
     def section(self, title: str) -> None:
         print(f"\n== {title}", flush=True)
@@ -47,7 +73,9 @@ class Tutorial:
     def taskctl(self, *args: str, expect: tuple[int, ...] = (0,)) -> int:
         """Run taskctl as the user would, printing the command line and then its output."""
         print(f"\n$ taskctl {shlex.join(args)}", flush=True)
-        rc = subprocess.run([sys.executable, "-m", "taskctl", *args], env=self.env, check=False).returncode
+        rc = subprocess.run(
+            [sys.executable, "-m", "taskctl", *args], env=self.env, cwd=self.root, stdin=subprocess.DEVNULL, check=False
+        ).returncode
         if rc not in expect:
             raise DemoError(f"'taskctl {shlex.join(args)}' exited {rc}, expected {' or '.join(map(str, expect))}")
         return rc
@@ -158,14 +186,18 @@ def tour(t: Tutorial, ids: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    t = Tutorial()
+    root = Path(tempfile.mkdtemp(prefix="taskctl-demo-"))
+    t = Tutorial(root)
     print("taskctl demo: an embedded DynamoDB-compatible server, a filesystem:// broker and a real Celery worker")
+    print(f"(its own stack in {root}: a stack you started with 'taskctl local up' is left alone)")
     rc = 0
     try:
+        t.isolate()
+        from taskctl import demo_app
+
+        demo_app.patch_filesystem_transport()  # this process publishes to the demo worker's filesystem:// queue
         t.section("1. Start the local stack")
-        t.taskctl("local", "up", "--worker")
-        cfg = config.user_config_path()
-        os.environ["TASKCTL_CONFIG"] = t.env["TASKCTL_CONFIG"] = str(cfg)
+        t.taskctl("local", "up", "--worker", "--port", str(free_port()))
         os.environ["TASKCTL_ENV"] = "local"
         t.section("2. Real workflows through the real worker")
         ids = workflows(t)
@@ -180,11 +212,12 @@ def main() -> int:
     finally:
         t.section("4. Stop the stack (no process is left behind)")
         try:
-            t.taskctl("local", "down")
+            t.taskctl("local", "down", "--purge", "--yes")
         except Exception as exc:
             print(f"local down failed ({exc}); killing what the state file names", file=sys.stderr)
             local.kill_leftovers()
             rc = rc or 1
+        shutil.rmtree(root, ignore_errors=True)
     print(f"\ndemo finished in {time.monotonic() - t.started:.0f}s" + ("" if rc == 0 else f" (exit {rc})"))
     return rc
 

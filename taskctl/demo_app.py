@@ -6,6 +6,9 @@ so the worker started by ``taskctl local up --worker`` and a client in another p
 one result backend. ``result_extended`` is on, so ``task requeue --from-results`` can rebuild messages.
 
     celery -A taskctl.demo_app worker --pool solo        # what `taskctl local up --worker` runs
+
+Dev-only: the kombu filesystem:// fix below is applied by an explicit call, made by the worker process when it
+starts (Celery's ``worker_init``) and by the demo's own process, never as a side effect of importing this module.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from queue import Empty
 from typing import Any
 
 from celery import Celery, Task, chord, group
+from celery.signals import worker_init
 
 __all__ = ["add", "app", "chord", "fail", "flaky", "group", "mul", "progress", "slow", "spawn", "xsum"]
 
@@ -88,7 +92,13 @@ def patch_filesystem_transport() -> None:
     channel._taskctl_patched = True
 
 
-patch_filesystem_transport()
+@worker_init.connect
+def _patch_in_the_worker(**_: Any) -> None:
+    """The worker of `local up --worker` (and the demo's) consumes filesystem:// messages: patch there only.
+
+    Importing this module patches nothing: a client that imports it to send tasks keeps kombu as it is.
+    """
+    patch_filesystem_transport()
 
 
 def _conf() -> dict[str, Any]:

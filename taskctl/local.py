@@ -435,10 +435,30 @@ def status(actions: list[str] | None = None) -> LocalStack:
     )
 
 
-def down(*, purge: bool = False, timeout: float = 15.0) -> LocalStack:
-    """Stop the worker, then the server; verify both pids are gone. --purge also removes state and [env.local]."""
+def queued_messages(p: Paths) -> int:
+    """Messages waiting in the filesystem:// broker folder (what --purge would delete)."""
+    try:
+        return sum(1 for f in p.queue_dir.iterdir() if f.name.endswith(".msg"))
+    except OSError:
+        return 0
+
+
+def purge_summary() -> str:
+    """What `down --purge` deletes, for its confirmation prompt."""
+    p = paths()
+    n = queued_messages(p)
+    return f"delete {p.root} ({n} queued message{'s' * (n != 1)}, logs) and [env.{ENV_NAME}]"
+
+
+def down(*, purge: bool = False, timeout: float = 15.0, dry_run: bool = False) -> LocalStack:
+    """Stop the worker, then the server; verify both pids are gone. --purge also removes state and [env.local].
+
+    ``dry_run`` reports what would be stopped and removed ("would ...") and changes nothing.
+    """
     p = paths()
     actions: list[str] = []
+    if dry_run:
+        return status(_planned_down(p, purge))
     with _locked(p):
         state = load_state(p)
         for key, what in (("worker", "Celery worker"), ("dynamodb", "DynamoDB server")):
@@ -467,6 +487,24 @@ def down(*, purge: bool = False, timeout: float = 15.0) -> LocalStack:
         actions.append(f"state: removed {p.root}")
     out = status(actions)
     return out
+
+
+def _planned_down(p: Paths, purge: bool) -> list[str]:
+    state = load_state(p)
+    actions: list[str] = []
+    for key, what in (("worker", "Celery worker"), ("dynamodb", "DynamoDB server")):
+        entry = state.get(key)
+        if entry and pid_alive(entry.get("pid"), entry.get("marker")):
+            actions.append(f"{key}: would stop {what} (pid {entry.get('pid')})")
+    if not actions:
+        actions.append("nothing is running")
+    if purge:
+        cfg = state.get("config_file") or str(config.user_config_path())
+        actions.append(f"config: would remove [env.{ENV_NAME}] from {cfg}")
+        if p.root.exists():
+            n = queued_messages(p)
+            actions.append(f"state: would remove {p.root} ({n} queued message{'s' * (n != 1)}, logs)")
+    return actions
 
 
 def kill_leftovers() -> None:

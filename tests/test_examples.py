@@ -96,7 +96,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         client.close()
     finally:
         subprocess.run(
-            [sys.executable, "-m", "taskctl", "local", "down", "--purge"], env=env, capture_output=True, timeout=120
+            [sys.executable, "-m", "taskctl", "local", "down", "--purge", "--yes"],
+            env=env,
+            capture_output=True,
+            timeout=120,
         )
 
 

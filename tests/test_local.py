@@ -35,10 +35,15 @@ class Stack:
             [sys.executable, "-m", "taskctl", *args],
             env=env,
             cwd=self.home,
+            stdin=subprocess.DEVNULL,  # as a script runs it: off a terminal
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+    @property
+    def config(self) -> Path:
+        return self.home / ".config/taskctl/config.toml"
 
 
 def stack_env(home: Path) -> dict[str, str]:
@@ -68,17 +73,30 @@ def proc_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+#: a user's config file before `local up`: its comments and other environments must survive up and down
+USER_CONFIG = """\
+# my settings (comments stay)
+[default]
+backend = "dynamodb://@us-east-1/celery"  # production
+
+[env.staging]   # staging
+broker = 'amqp://guest@staging//'
+"""
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("local-stack")
     s = Stack(home, stack_env(home), {})
+    s.config.parent.mkdir(parents=True)
+    s.config.write_text(USER_CONFIG)
     r = s.taskctl("local", "up", "--worker", "--port", str(free_port()), "-o", "json")
     try:
         assert r.returncode == 0, r.stderr
         s.up = json.loads(r.stdout)
         yield s
     finally:
-        s.taskctl("local", "down", "--purge")
+        s.taskctl("local", "down", "--purge", "--yes")
 
 
 def test_up_starts_server_broker_worker_and_writes_env(stack: Stack) -> None:
@@ -90,8 +108,10 @@ def test_up_starts_server_broker_worker_and_writes_env(stack: Stack) -> None:
     assert up["backend"].endswith("/celery?ttl_seconds=86400")
     assert up["broker"] == "filesystem://"
     assert any(a.startswith("table: celery created (ACTIVE, TTL ENABLED on 'ttl')") for a in up["actions"])
-    cfg = (stack.home / ".config/taskctl/config.toml").read_text()
+    cfg = stack.config.read_text()
     assert "[env.local]" in cfg and 'broker = "filesystem://"' in cfg
+    # the user's part of the file is untouched, byte for byte: [env.local] is added after it
+    assert cfg.startswith(USER_CONFIG + "\n[env.local]\n")
     for folder in up["broker_folders"].values():
         assert Path(folder).is_dir() and Path(folder).is_absolute()
 
@@ -176,6 +196,43 @@ def test_worker_produces_a_real_result(stack: Stack, monkeypatch: pytest.MonkeyP
     assert shown["state"] == "SUCCESS" and shown["result"] == 42
 
 
+def test_demo_leaves_the_users_stack_and_config_alone(stack: Stack) -> None:
+    """`make demo` with the user's stack running: it runs its own stack, and the user's keeps running untouched."""
+    state_file = stack.home / ".local/state/taskctl/local/stack.json"
+    before = (state_file.read_bytes(), stack.config.read_bytes())
+    env = {**stack.env, "TASKCTL_ENV": "local", "CELERY_BROKER_URL": "amqp://prod//"}  # exported: must be ignored
+    r = subprocess.run(
+        [sys.executable, "-m", "taskctl.demo"],
+        env=env,
+        cwd=stack.home,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "demo finished" in r.stdout
+    assert (state_file.read_bytes(), stack.config.read_bytes()) == before
+    assert proc_running(stack.up["dynamodb"]["pid"]) and proc_running(stack.up["worker"]["pid"])
+    r = stack.taskctl("--env", "local", "table", "describe", "-o", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["table"] == "celery"
+
+
+def test_importing_the_demo_app_patches_nothing() -> None:
+    """kombu's filesystem:// fix is applied by the worker when it starts (worker_init), not by an import."""
+    probe = (
+        "import taskctl.demo_app\n"
+        "from kombu.transport import filesystem as fs\n"
+        "from celery.signals import worker_init\n"
+        "before = getattr(fs.Channel, '_taskctl_patched', False)\n"
+        "worker_init.send(sender=None)\n"
+        "print(before, getattr(fs.Channel, '_taskctl_patched', False))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["False", "True"]
+
+
 def test_down_leaves_no_process_behind(stack: Stack) -> None:
     pids = [stack.up["dynamodb"]["pid"], stack.up["worker"]["pid"]]
     r = stack.taskctl("local", "down", "-o", "json")
@@ -191,9 +248,25 @@ def test_down_leaves_no_process_behind(stack: Stack) -> None:
     assert r.returncode == 5 and "Traceback" not in r.stderr
     r = stack.taskctl("local", "down", "-o", "json")
     assert r.returncode == 0 and json.loads(r.stdout)["actions"] == ["nothing was running"]
-    r = stack.taskctl("local", "down", "--purge", "-o", "json")
+    state = stack.home / ".local/state/taskctl/local"
+    (state / "broker/queue/1_x.celery.msg").write_text("{}")  # a queued message that --purge would delete
+    r = stack.taskctl("local", "down", "--purge")  # stdin is not a terminal: refused, nothing deleted
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr.startswith(
+        f"error: refusing to delete {state} (1 queued message, logs) and [env.local] without --yes"
+    )
+    r = stack.taskctl("local", "down", "--purge", "--dry-run", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["actions"] == [
+        "nothing is running",
+        f"config: would remove [env.local] from {stack.config}",
+        f"state: would remove {state} (1 queued message, logs)",
+    ]
+    assert (state / "broker/queue/1_x.celery.msg").exists() and "[env.local]" in stack.config.read_text()
+    r = stack.taskctl("local", "down", "--purge", "--yes", "-o", "json")
     assert r.returncode == 0
-    assert not (stack.home / ".local/state/taskctl/local").exists()
+    assert not state.exists()
+    assert stack.config.read_text() == USER_CONFIG  # [env.local] gone, the rest as the user wrote it
     r = stack.taskctl("--env", "local", "table", "describe")
     assert r.returncode == 2 and "unknown environment 'local'" in r.stderr
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from taskctl.commands.common import duration, lazy_module
+from taskctl.commands.common import DRY_RUN_HELP, YES_HELP, confirm, duration, lazy_module
 from taskctl.models import LocalStack
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ def down(
     purge: bool = typer.Option(
         False, "--purge", help="Also delete the state folder (queued messages, logs) and [env.local]."
     ),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP + " Needed by --purge only."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
 ) -> LocalStack:
     """Stop the local stack's worker and server and check that no process is left.
 
@@ -70,6 +72,9 @@ def down(
 
     \b
       taskctl local down
-      taskctl local down --purge
+      taskctl local down --purge --dry-run
+      taskctl local down --purge --yes
     """
-    return local.down(purge=purge)
+    if purge:
+        confirm(local.purge_summary(), yes=yes, dry_run=dry_run)
+    return local.down(purge=purge, dry_run=dry_run)
