@@ -63,7 +63,7 @@ def test_jsonl_one_object_per_line() -> None:
 
 
 def test_plain_has_stable_columns_and_dash_for_empty() -> None:
-    assert rendered(ROWS, "plain") == ("TASK_ID  STATE    CHILDREN\na1       SUCCESS  c1,c2\nb2       FAILURE  -\n")
+    assert rendered(ROWS, "plain") == ("TASK_ID  STATE    CHILDREN\na1       SUCCESS  c1, c2\nb2       FAILURE  -\n")
 
 
 def test_csv_and_tsv_have_header_and_empty_cells() -> None:

@@ -1,53 +1,59 @@
-"""The one renderer: table | plain | json | jsonl | csv | tsv, for every command.
+"""The one renderer: table | plain | json | jsonl | csv | tsv | markdown, for every command.
 
 Commands return a :class:`~taskctl.models.Model`, a :class:`~taskctl.models.Listing` (or any iterable of
 models), an :class:`~taskctl.models.Outcome`, or plain JSON-able data. JSON: an object for one-thing commands,
-an array for lists, snake_case keys, Decimal as a number, bytes as base64, datetimes ISO-8601 UTC.
-Lists stream: rows are written as they come (a rich table on a terminal is the one exception).
+an array for lists, snake_case keys, every key always present; written by :mod:`taskctl.output.jsontext`.
+Text cells (escaped, cut for people, never for csv/tsv) come from :mod:`taskctl.output.cells`.
+
+Lists stream: rows are written as they come. The coloured terminal table is rich's (it folds cells to the
+terminal width and colours states); tabulate draws the plain ``key  value`` view of one object and markdown
+pipe tables. The plain list is aligned here, on its first 200 rows, because tabulate needs every row before it
+prints the first and ``result list`` over a big table must start at once. This module alone imports rich
+and tabulate, inside the functions that draw.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import dataclasses
-import datetime as dt
-import enum
 import io
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
-from decimal import Decimal
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any, TextIO
 
 from taskctl.errors import ExitCode
-from taskctl.models import Listing, Model, Outcome
+from taskctl.formats.output import FORMATS
+from taskctl.models import Listing, Model, Outcome, ResultTree, TreeRow
+from taskctl.output.cells import (
+    CELL_LIMIT,
+    STATE_COLUMNS,
+    STATE_STYLES,
+    cell,
+    escape,
+    object_pairs,
+    row_cells,
+)
+from taskctl.output.jsontext import dumps, iter_json
+from taskctl.output.tree import tree_lines
 
-FORMATS = ("table", "plain", "json", "jsonl", "csv", "tsv")  # the same tuple as taskctl.cli.FORMATS
-STATE_STYLES = {
-    "SUCCESS": "green",
-    "FAILURE": "bold red",
-    "REVOKED": "magenta",
-    "REJECTED": "red",
-    "PENDING": "dim",
-    "RECEIVED": "cyan",
-    "STARTED": "yellow",
-    "RETRY": "yellow",
-    "IGNORED": "dim",
-    "ACTIVE": "green",
-    "CREATING": "yellow",
-    "UPDATING": "yellow",
-    "DELETING": "red",
-    "ENABLED": "green",
-    "DISABLED": "dim",
-    "ENABLING": "yellow",
-    "DISABLING": "yellow",
-    "pass": "green",
-    "warn": "yellow",
-    "fail": "bold red",
-}
-_STATE_COLUMNS = {"state", "status", "ttl_status", "result"}
+__all__ = [
+    "FORMATS",
+    "STATE_STYLES",
+    "Renderer",
+    "cell",
+    "default_format",
+    "dumps",
+    "install_event_handlers",
+    "render",
+    "render_error",
+]
+
+#: the longest cell in each text format; None: never cut (scripts parse csv and tsv)
+LIMITS: dict[str, int | None] = {"table": CELL_LIMIT, "plain": CELL_LIMIT, "markdown": CELL_LIMIT}
+#: plain and markdown columns are aligned on this many first rows; later rows stream with those widths
+HEAD_ROWS = 200
+_WRITE_CHUNK = 1 << 16
 
 
 def default_format(stream: TextIO | None = None) -> str:
@@ -58,56 +64,8 @@ def default_format(stream: TextIO | None = None) -> str:
         return "plain"
 
 
-def jsonable(value: Any) -> Any:
-    """Convert a value to what json.dumps accepts, the documented way."""
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return value
-    if isinstance(value, Model):
-        return jsonable(value.to_json())
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC)
-        return value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    return repr(value)
-
-
-def dumps(value: Any, *, indent: int | None = None) -> str:
-    return json.dumps(jsonable(value), indent=indent, ensure_ascii=False, sort_keys=False)
-
-
-def cell(value: Any) -> str:
-    """A value as one cell of plain/csv/table output."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal | int | float):
-        return str(jsonable(value))
-    if isinstance(value, str):
-        return value.replace("\n", "\\n").replace("\t", " ")
-    if isinstance(value, list | tuple | set | frozenset):
-        return ",".join(cell(v) for v in value) if value else "-"
-    if isinstance(value, dt.datetime):
-        return str(jsonable(value))
-    if isinstance(value, Model):
-        return dumps(value)
-    return dumps(value)
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 class Renderer:
@@ -131,91 +89,99 @@ class Renderer:
             self.render(value.value)
             if value.message:
                 self.out.flush()
-                print(value.message, file=self.err)
+                print(escape(value.message), file=self.err)
             return value.exit_code
         if value is None:
             return ExitCode.OK
-        if isinstance(value, Model):
-            rows = value.flat_rows() if self.fmt not in ("json", "table") else None
-            if rows is not None:
-                self._render_list(rows, None)
-            else:
-                self._render_object(value)
+        fmt = self.fmt
+        if isinstance(value, ResultTree) and fmt not in ("json", "table"):
+            self._render_list(value.rows(), TreeRow)
+        elif isinstance(value, ResultTree) and fmt == "table":
+            self._render_tree(value)
+        elif isinstance(value, Model):
+            self._render_object(value)
         elif isinstance(value, Listing):
             self._render_list(iter(value.items), value.model)
-            if value.summary and self.fmt == "table":
-                print(value.summary, file=self.err)
+            if value.summary and fmt == "table":
+                print(escape(value.summary), file=self.err)
         elif isinstance(value, Iterator | list | tuple) and not isinstance(value, str | bytes):
             self._render_list(iter(value), None)
         else:
-            self._write(dumps(value, indent=2 if self.fmt in ("json", "table") else None) + "\n")
+            self._write_json(value, indent=2 if fmt in ("json", "table") else None)
         self.out.flush()
         return ExitCode.OK
 
     def _write(self, text: str) -> None:
         self.out.write(text)
 
+    def _write_json(self, value: Any, *, indent: int | None) -> None:
+        """VALUE as JSON and a newline, written in chunks as the pieces come (any depth, linear time)."""
+        buf: list[str] = []
+        size = 0
+        for piece in iter_json(value, indent=indent):
+            buf.append(piece)
+            size += len(piece)
+            if size >= _WRITE_CHUNK:
+                self._write("".join(buf))
+                buf.clear()
+                size = 0
+        buf.append("\n")
+        self._write("".join(buf))
+
     # -- one object -----------------------------------------------------------------------------------------
     def _render_object(self, obj: Model) -> None:
         fmt = self.fmt
         if fmt == "json":
-            self._write(dumps(obj, indent=2) + "\n")
+            self._write_json(obj, indent=2)
         elif fmt == "jsonl":
-            self._write(dumps(obj) + "\n")
+            self._write_json(obj, indent=None)
         elif fmt in ("csv", "tsv"):
             self._render_list(iter([obj]), type(obj))
         elif fmt == "table":
-            tree_lines = getattr(obj, "tree_lines", None)
-            console = self._console()
-            if callable(tree_lines):
-                from rich.text import Text
+            from rich.table import Table
 
-                for segments in tree_lines():
-                    console.print(Text.assemble(*[(t, STATE_STYLES.get(st, st) if st else "") for t, st in segments]))
-            else:
-                from rich.table import Table
+            t = Table(show_header=False, box=None, pad_edge=False)
+            t.add_column(style="bold")
+            t.add_column()
+            for key, val in object_pairs(obj):
+                t.add_row(key, self._styled(key, val))
+            self._console().print(t)
+        else:
+            from tabulate import tabulate
 
-                t = Table(show_header=False, box=None, pad_edge=False)
-                t.add_column(style="bold")
-                t.add_column()
-                for key, val in self._object_pairs(obj):
-                    t.add_row(key, self._styled(key, val))
-                console.print(t)
-        else:  # plain: "key  value" lines, for awk '$1=="status"{print $2}'
-            pairs = list(self._object_pairs(obj))
-            width = max((len(k) for k, _ in pairs), default=0)
-            for key, val in pairs:
-                self._write(f"{key.ljust(width)}  {val}\n")
+            pairs = list(object_pairs(obj))
+            if fmt == "markdown":
+                rows = [[_md(k), _md(v)] for k, v in pairs]
+                text = tabulate(rows, ["field", "value"], tablefmt="github", disable_numparse=True)
+            else:  # plain: "key  value" lines, for awk '$1=="status"{print $2}'
+                text = tabulate(pairs, tablefmt="plain", disable_numparse=True, preserve_whitespace=True)
+                text = "\n".join(line.rstrip() for line in text.splitlines())
+            self._write(text + "\n" if text else "")
 
-    def _object_pairs(self, obj: Model) -> Iterator[tuple[str, str]]:
-        data = jsonable(obj.to_json())
-        for key, val in data.items():
-            if isinstance(val, dict) and val and all(not isinstance(v, dict | list) for v in val.values()):
-                for k2, v2 in val.items():
-                    yield f"{key}.{k2}", cell(v2)
-            elif isinstance(val, list) and val and all(isinstance(v, dict) for v in val):
-                yield key, ",".join(":".join(cell(x) for x in v.values()) for v in val)
-            elif isinstance(val, list) and key == "problems":
-                yield key, "; ".join(str(v) for v in val) if val else "-"
-            else:
-                yield key, cell(val)
+    def _render_tree(self, tree: ResultTree) -> None:
+        from rich.text import Text
+
+        console = self._console()
+        for segments in tree_lines(tree):
+            console.print(Text.assemble(*[(t, STATE_STYLES.get(st, st) if st else "") for t, st in segments]))
 
     # -- lists ------------------------------------------------------------------------------------------------
-    def _render_list(self, items: Iterator[Model] | Iterable[Model], model: type[Model] | None) -> None:
+    def _render_list(self, items: Iterable[Any], model: type[Model] | None) -> None:
         it = iter(items)
         fmt = self.fmt
         if fmt == "json":
             self._write("[")
             first = True
             for item in it:
-                self._write(("\n  " if first else ",\n  ") + dumps(item))
+                self._write("\n  " if first else ",\n  ")
+                self._write(dumps(item))
                 first = False
                 self.out.flush()
             self._write("\n]\n" if not first else "]\n")
             return
         if fmt == "jsonl":
             for item in it:
-                self._write(dumps(item) + "\n")
+                self._write_json(item, indent=None)
                 self.out.flush()
             return
         first_batch = list(islice(it, 1))
@@ -232,36 +198,45 @@ class Renderer:
 
         if not columns:
             for item in rows():
-                self._write(dumps(item) + "\n")
+                self._write_json(item, indent=None)
             return
-        headers = [c.upper() for c in columns]
+        limit = LIMITS.get(fmt)
         if fmt in ("csv", "tsv"):
             buf = io.StringIO()
             w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
-            w.writerow([c for c in columns])
+            w.writerow(columns)
             self._write(buf.getvalue())
             for item in rows():
                 buf.seek(0)
                 buf.truncate()
-                cells = self._cells(item, columns)
-                w.writerow(["" if c == "-" else c for c in cells])
+                w.writerow(["" if c == "-" else c for c in row_cells(item, columns, limit=None, sep=",")])
                 self._write(buf.getvalue())
             return
         if fmt == "table":
             from rich.table import Table
 
             t = Table(show_header=True, header_style="bold")
-            for h in headers:
-                t.add_column(h, overflow="fold")
+            for c in columns:
+                t.add_column(c.upper(), overflow="fold")
             for item in rows():
-                cells = self._cells(item, columns)
+                cells = row_cells(item, columns, limit=limit)
                 t.add_row(*[self._styled(c, v) for c, v in zip(columns, cells, strict=True)])
             self._console().print(t)
             return
-        # plain: aligned on the first 200 rows; later rows keep those widths (stable columns, streaming)
-        head = [*first_batch, *islice(rest, 199)]
+        head = [*first_batch, *islice(rest, HEAD_ROWS - 1)]
+        head_cells = [row_cells(i, columns, limit=limit) for i in head]
+        if fmt == "markdown":
+            from tabulate import tabulate
+
+            md_rows = [[_md(c) for c in cs] for cs in head_cells]
+            self._write(tabulate(md_rows, list(columns), tablefmt="github", disable_numparse=True) + "\n")
+            self.out.flush()
+            for item in rest:  # pipe tables need no alignment: later rows stream as they come
+                self._write("| " + " | ".join(_md(c) for c in row_cells(item, columns, limit=limit)) + " |\n")
+            return
+        # plain: aligned on the first rows; later rows keep those widths (stable columns, streaming)
+        headers = [c.upper() for c in columns]
         widths = [len(h) for h in headers]
-        head_cells = [self._cells(i, columns) for i in head]
         for cs in head_cells:
             widths = [max(w, len(c)) for w, c in zip(widths, cs, strict=True)]
 
@@ -273,16 +248,7 @@ class Renderer:
             self._write(line(cs))
         self.out.flush()
         for item in rest:
-            self._write(line(self._cells(item, columns)))
-
-    @staticmethod
-    def _cells(item: Any, columns: Iterable[str]) -> list[str]:
-        if isinstance(item, Model):
-            values = item.cells()
-            return [cell(values.get(c)) for c in columns]
-        if isinstance(item, Mapping):
-            return [cell(item.get(c)) for c in columns]
-        return [cell(getattr(item, c, None)) for c in columns]
+            self._write(line(row_cells(item, columns, limit=limit)))
 
     def _console(self) -> Any:
         from rich.console import Console
@@ -293,7 +259,7 @@ class Renderer:
     def _styled(column: str, value: str) -> Any:
         from rich.text import Text
 
-        style = STATE_STYLES.get(value) if column in _STATE_COLUMNS or column.endswith("status") else None
+        style = STATE_STYLES.get(value) if column in STATE_COLUMNS or column.endswith("status") else None
         if value in ("true", "false") and column in ("celery_compatible", "found", "ok"):
             style = "green" if value == "true" else "red"
         return Text(value, style=style or "")
@@ -309,9 +275,9 @@ def render_error(err: Any, fmt: str | None, *, stream: TextIO | None = None) -> 
     if fmt in ("json", "jsonl"):
         s.write(json.dumps({"error": err.to_json()}, ensure_ascii=False) + "\n")
         return
-    s.write(f"error: {err.message}\n")
+    s.write(f"error: {escape(str(err.message))}\n")
     if getattr(err, "hint", None):
-        s.write(f"hint: {err.hint}\n")
+        s.write(f"hint: {escape(str(err.hint))}\n")
 
 
 def install_event_handlers(*, quiet: bool, verbose: bool, stderr: TextIO | None = None) -> None:
@@ -324,11 +290,11 @@ def install_event_handlers(*, quiet: bool, verbose: bool, stderr: TextIO | None 
 
     def warn(msg: str) -> None:
         if not quiet:
-            print(f"warning: {msg}", file=err)
+            print(f"warning: {escape(msg)}", file=err)
 
     def note(msg: str) -> None:
         if verbose and not quiet:
-            print(msg, file=err)
+            print(escape(msg), file=err)
 
     is_tty = False
     try:
