@@ -162,8 +162,21 @@ class Renderer:
         from rich.text import Text
 
         console = self._console()
-        for segments in tree_lines(tree):
-            console.print(Text.assemble(*[(t, STATE_STYLES.get(st, st) if st else "") for t, st in segments]))
+        if console.color_system is None:  # no colour (not a terminal): the same text, without rich's cost
+            for segments in tree_lines(tree):
+                self._write("".join(t for t, _ in segments) + "\n")
+            return
+        batch = Text()
+        for n, segments in enumerate(tree_lines(tree), 1):
+            if batch:
+                batch.append("\n")
+            for t, st in segments:
+                batch.append(t, STATE_STYLES.get(st, st) if st else None)
+            if n % 500 == 0:  # rich prints a few hundred lines at once far faster than one by one
+                console.print(batch, soft_wrap=True)
+                batch = Text()
+        if batch:
+            console.print(batch, soft_wrap=True)
 
     # -- lists ------------------------------------------------------------------------------------------------
     def _render_list(self, items: Iterable[Any], model: type[Model] | None) -> None:

@@ -15,7 +15,7 @@ from taskctl.output.cells import TREE_LIMIT, escape, exception_text, value_text
 #: a piece of a tree line: text and a style, either a state name (coloured by STATE_STYLES) or a rich style
 Segment = tuple[str, str | None]
 #: guides drawn per line; deeper lines start with "… depth N" and the last MAX_GUIDES guides
-MAX_GUIDES = 24
+MAX_GUIDES = 16
 
 # the guides of a line: (this level's guide, the parent's guides, depth), None at the root
 _Guides = tuple[str, "_Guides | None", int] | None
