@@ -8,6 +8,7 @@ the exact string. Cells for people (table, plain, markdown) cut long values; csv
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -56,11 +57,13 @@ def _escapes() -> dict[int, str]:
 
 
 _ESCAPES = _escapes()
+_NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPES)) + "]")
 
 
 def escape(text: str) -> str:
     """TEXT safe to print on a terminal: C0/C1 controls, DEL and bidi controls as backslash escapes."""
-    return text.translate(_ESCAPES)
+    # the search runs in C; most text has nothing to escape and is returned as it is
+    return text.translate(_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
 def cut(text: str, limit: int | None) -> str:
@@ -69,12 +72,15 @@ def cut(text: str, limit: int | None) -> str:
 
 def cell(value: Any, *, limit: int | None = None, sep: str = ", ") -> str:
     """A value as one escaped text cell; None is "-"; lists joined with SEP; anything nested as compact JSON."""
+    t = type(value)
+    if t is str:
+        return cut(escape(value), limit)
     if value is None:
         return "-"
-    if isinstance(value, bool):
+    if t is bool:
         return "true" if value else "false"
-    if isinstance(value, str):
-        return cut(escape(value), limit)
+    if t is int:
+        return cut(str(value), limit) if value.bit_length() < 10_000 else cut(compact(value).strip('"'), limit)
     if isinstance(value, int | float | Decimal | dt.date):
         return cut(compact(value).strip('"'), limit)
     if isinstance(value, list | tuple | set | frozenset):

@@ -251,7 +251,11 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
 
 
 def compact(value: Any, limit: int | None = None) -> str:
-    """VALUE as compact JSON; with LIMIT, stop writing once that many characters are out (bounded time)."""
+    """VALUE as compact JSON; with LIMIT, the stack writer stops once that many characters are out."""
+    if type(value) in (dict, list):
+        text = _fast(value)  # one C call for the common case: a result without models, not too deep
+        if text:
+            return text
     if limit is None:
         return dumps(value)
     out: list[str] = []
