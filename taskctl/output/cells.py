@@ -2,7 +2,8 @@
 
 Stored data is untrusted: every text cell has its terminal control characters escaped (``\\x1b``, ``\\r``,
 ``\\u202e`` ...), so a task name cannot move the cursor, recolour the terminal or reverse the text; JSON keeps
-the exact string. Cells for people (table, plain, markdown) cut long values; csv and tsv never cut.
+the exact string. Cells for people (table, plain, markdown) cut long stored values (results) as before; csv
+and tsv never cut.
 """
 
 from __future__ import annotations
@@ -172,14 +173,14 @@ _VIEWS: dict[type, Callable[[Any, int | None], dict[str, Any]]] = {
 
 
 def row_cells(item: Any, columns: Iterable[str], *, limit: int | None, sep: str = ", ") -> list[str]:
-    """One row: an escaped text cell per column."""
+    """One row: an escaped text cell per column; LIMIT cuts stored values (results), never names or details."""
     if isinstance(item, Model):
         view = _VIEWS.get(type(item))
         values = view(item, limit) if view else _fields(item)
-        return [cell(values.get(c), limit=limit, sep=sep) for c in columns]
+        return [cell(values.get(c), sep=sep) for c in columns]
     if isinstance(item, Mapping):
-        return [cell(item.get(c), limit=limit, sep=sep) for c in columns]
-    return [cell(getattr(item, c, None), limit=limit, sep=sep) for c in columns]
+        return [cell(item.get(c), sep=sep) for c in columns]
+    return [cell(getattr(item, c, None), sep=sep) for c in columns]
 
 
 def object_pairs(obj: Any, *, sep: str = ", ") -> Iterable[tuple[str, str]]:
