@@ -325,12 +325,12 @@ def install_event_handlers(*, quiet: bool, verbose: bool, stderr: TextIO | None 
 
         cols: list[Any] = [
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
         ]
         with Progress(*cols, console=Console(file=err), transient=True) as p:
-            task = p.add_task(description, total=total)
+            task = p.add_task(escape(description), total=total)
 
             class Handle:
                 def advance(self, n: int = 1) -> None:
@@ -349,7 +349,7 @@ def install_event_handlers(*, quiet: bool, verbose: bool, stderr: TextIO | None 
                     if completed is not None:
                         kw["completed"] = completed
                     if description is not None:
-                        kw["description"] = description
+                        kw["description"] = escape(description)
                     p.update(task, **kw)
 
             yield Handle()

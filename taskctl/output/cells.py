@@ -71,25 +71,25 @@ def cut(text: str, limit: int | None) -> str:
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
-def cell(value: Any, *, limit: int | None = None, sep: str = ", ") -> str:
+def cell(value: Any, *, sep: str = ", ") -> str:
     """A value as one escaped text cell; None is "-"; lists joined with SEP; anything nested as compact JSON."""
     t = type(value)
     if t is str:
-        return cut(escape(value), limit)
+        return escape(value)
     if value is None:
         return "-"
     if t is bool:
         return "true" if value else "false"
-    if t is int:
-        return cut(str(value), limit) if value.bit_length() < 10_000 else cut(compact(value).strip('"'), limit)
+    if t is int and value.bit_length() < 10_000:  # longer ints: compact() writes what Python cannot print
+        return str(value)
     if isinstance(value, int | float | Decimal | dt.date):
-        return cut(compact(value).strip('"'), limit)
+        return compact(value).strip('"')
     if isinstance(value, list | tuple | set | frozenset):
         if not value:
             return "-"
         if all(isinstance(v, str | int | float | bool | Decimal) or v is None for v in value):
-            return cut(sep.join(cell(v) for v in value), limit)
-    return cut(escape(compact(value, limit)), limit)
+            return sep.join(cell(v) for v in value)
+    return escape(compact(value))
 
 
 def value_text(value: Any, limit: int | None) -> str:
