@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from taskctl import __version__, config
 from taskctl.commands.common import lazy_module
 from taskctl.errors import ExitCode, InterruptedError_, TaskctlError
+from taskctl.formats.output import FORMATS
 from taskctl.urls import mask_text
 
 if TYPE_CHECKING:
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 else:
     # the renderer (and every model) loads only when something is rendered: `taskctl --help` stays fast
     output = lazy_module("taskctl.output")
-
-FORMATS = ("table", "plain", "json", "jsonl", "csv", "tsv")
 
 #: global options: name -> takes a value
 GLOBAL_OPTIONS: dict[str, bool] = {
@@ -213,7 +212,7 @@ def root(
         None,
         "-o",
         "--output",
-        help="table|plain|json|jsonl|csv|tsv (default: table on a terminal, else plain)",
+        help="|".join(FORMATS) + " (default: table on a terminal, else plain)",
     ),
     backend: str | None = typer.Option(None, "--backend", help="Result backend URL (dynamodb://, redis://, file://)."),
     broker: str | None = typer.Option(None, "--broker", help="Broker URL (amqp://, redis://, filesystem://)."),

@@ -171,7 +171,7 @@ def test_purge_needs_yes_reports_counts_and_dry_run(qenv: Env, run: Any) -> None
     qenv.fill(4)
     assert run("queue", "purge", qenv.queue).exit_code == 2
     r = run("queue", "purge", qenv.queue, "--dry-run", "-o", "json")
-    assert r.json == [{"queue": qenv.queue, "purged": 4, "dry_run": True}]
+    assert r.json == [{"queue": qenv.queue, "purged": 4, "dry_run": True, "note": None}]
     r = run("queue", "purge", qenv.queue, "--yes", "-o", "json")
     assert r.exit_code == 0 and r.json[0]["queue"] == qenv.queue and r.json[0]["purged"] == 4
     assert run("queue", "stats", qenv.queue, "-o", "json").json[0]["messages"] == 0
@@ -184,7 +184,9 @@ def test_missing_queue(qenv: Env, run: Any) -> None:
         r = run("queue", "purge", qenv.queue + "-nope", "--yes")
         assert r.exit_code == 3
         r = run("queue", "purge", qenv.queue + "-nope", "--yes", "--missing-ok", "-o", "json")
-        assert r.exit_code == 0 and r.json == [{"queue": qenv.queue + "-nope", "purged": 0, "note": "missing"}]
+        assert r.exit_code == 0 and r.json == [
+            {"queue": qenv.queue + "-nope", "purged": 0, "dry_run": False, "note": "missing"}
+        ]
     else:
         assert r.exit_code == 0 and r.json[0]["messages"] == 0 and r.json[0]["note"] == "empty or missing"
 

@@ -50,6 +50,11 @@ def expected(table: str, **kw: Any) -> dict[str, Any]:
         "item_count": 0,
         "size_bytes": 0,
         "ttl": {"status": "DISABLED", "attribute": None},
+        # every key is always present (null where it does not apply to the command)
+        "created": None,
+        "changed": None,
+        "dry_run": None,
+        "deleted": None,
     }
     out.update(kw)
     return out
@@ -272,6 +277,10 @@ def test_describe_plain_output(run: Any, dynamodb_endpoint: str, unique_name: st
             "size_bytes         0\n"
             "ttl.status         ENABLED\n"
             "ttl.attribute      ttl\n"
+            "created            -\n"
+            "changed            -\n"
+            "dry_run            -\n"
+            "deleted            -\n"
         )
     finally:
         drop(dynamodb_endpoint, unique_name)

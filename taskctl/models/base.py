@@ -1,13 +1,14 @@
 """Frozen dataclasses the operations return. Each declares its columns once; every output format reads them.
 
-``columns`` name the attributes shown by table/plain/csv/tsv output, in order; ``to_json`` is the stable JSON
-object documented in the README (by default every dataclass field). Renderers live in ``taskctl.output``.
+``columns`` name the attributes shown by table/plain/csv/tsv/markdown output, in order. The JSON object is every
+dataclass field under its own name, always present (null when empty), unless the class declares another layout
+as data (``json_fields``, ``json_value``). Models know nothing of rendering: that is ``taskctl.output``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from taskctl.errors import ExitCode
@@ -16,19 +17,14 @@ from taskctl.errors import ExitCode
 class Model:
     """Base for every value a command returns."""
 
-    #: attributes shown as columns (table, plain, csv, tsv), in order
+    #: attributes shown as columns (table, plain, csv, tsv, markdown), in order
     columns: ClassVar[tuple[str, ...]] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
-    def cells(self) -> dict[str, Any]:
-        """Values for the columns; override to format a cell differently from its JSON value."""
-        return {c: getattr(self, c) for c in self.columns}
-
-    def flat_rows(self) -> Iterable[Model] | None:
-        """For nested values (trees): the rows shown by jsonl/plain/csv/tsv. None: show the object itself."""
-        return None
+    #: the JSON object when it is not every field under its own name: JSON key -> field name, ``"field.key"``
+    #: for one key of a dict field, or a {key: field} mapping for an object made of several fields. Every key is
+    #: always written (null when empty), so the schema never changes from one row to the next.
+    json_fields: ClassVar[Mapping[str, str | Mapping[str, str]] | None] = None
+    #: the JSON is this one field's value instead of an object of fields (a drained line is its record)
+    json_value: ClassVar[str | None] = None
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from taskctl.models.base import Model
 
@@ -37,26 +37,6 @@ class LocalStack(Model):
     worker: LocalProcess | None
     broker_folders: dict[str, str] = field(default_factory=dict)
     actions: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        def proc(p: LocalProcess | None) -> dict[str, Any] | None:
-            if p is None:
-                return None
-            return {"kind": p.kind, "pid": p.pid, "alive": p.alive, "address": p.address, "log": p.log}
-
-        return {
-            "running": self.running,
-            "state_dir": self.state_dir,
-            "env": self.env,
-            "config_file": self.config_file,
-            "backend": self.backend,
-            "broker": self.broker,
-            "table": self.table,
-            "dynamodb": proc(self.dynamodb),
-            "worker": proc(self.worker),
-            "broker_folders": dict(self.broker_folders),
-            "actions": list(self.actions),
-        }
 
 
 @dataclass(frozen=True)

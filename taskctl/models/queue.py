@@ -45,32 +45,6 @@ class BrokerQueue(Model):
     expires: float | None
     arguments: dict[str, Any] = field(default_factory=dict)
 
-    def cells(self) -> dict[str, Any]:
-        from taskctl.units import format_duration
-
-        c = {k: getattr(self, k, None) for k in ("queue", "messages", "unacked", "consumers", "type")}
-        c["idle"] = format_duration(self.idle_seconds) if self.idle_seconds is not None else None
-        c["expires"] = format_duration(self.expires) if self.expires is not None else None
-        return c
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "vhost": self.vhost,
-            "messages": self.messages,
-            "ready": self.ready,
-            "unacked": self.unacked,
-            "consumers": self.consumers,
-            "idle_since": self.idle_since,
-            "idle_seconds": self.idle_seconds,
-            "type": self.type,
-            "durable": self.durable,
-            "auto_delete": self.auto_delete,
-            "exclusive": self.exclusive,
-            "expires": self.expires,
-            "arguments": self.arguments,
-        }
-
 
 @dataclass(frozen=True)
 class PurgedQueue(Model):
@@ -82,14 +56,6 @@ class PurgedQueue(Model):
     purged: int
     dry_run: bool = False
     note: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"queue": self.queue, "purged": self.purged}
-        if self.dry_run:
-            out["dry_run"] = True
-        if self.note:
-            out["note"] = self.note
-        return out
 
 
 @dataclass(frozen=True)
@@ -109,18 +75,16 @@ class QueueMessage(Model):
     #: the drain line: decoded fields plus "message" (body base64, headers, properties, exchange, routing_key)
     record: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return self.record
+    json_value: ClassVar[str | None] = "record"
 
 
 @dataclass(frozen=True)
 class DrainedLine(Model):
     """`queue drain` without --file: the drain line itself, in every output format (nothing may be lost)."""
 
-    record: dict[str, Any]
+    json_value: ClassVar[str | None] = "record"
 
-    def to_json(self) -> dict[str, Any]:
-        return self.record
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -144,21 +108,6 @@ class TransferSummary(Model):
     #: past expires / eta found (publish), per message one line
     problems: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "action": self.action,
-            "source": self.source,
-            "destination": self.destination,
-            "count": self.count,
-            "put_back": self.put_back,
-            "skipped": self.skipped,
-            "stopped": self.stopped,
-            "problems": list(self.problems),
-        }
-        if self.dry_run:
-            out["dry_run"] = True
-        return out
-
 
 @dataclass(frozen=True)
 class RpcResult(Model):
@@ -177,18 +126,3 @@ class RpcResult(Model):
     #: the complete original message (body base64, headers, properties, ...)
     message: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-
-    def cells(self) -> dict[str, Any]:
-        c = super().cells()
-        r = self.result
-        if isinstance(r, dict) and "exc_type" in r:
-            msg = r.get("exc_message")
-            if isinstance(msg, list):
-                msg = ", ".join(str(m) for m in msg)
-            c["result"] = f"{r.get('exc_type')}: {msg}"
-        elif self.error:
-            c["result"] = self.error
-        return c
-
-
-# -- stored results (taskctl result ...) ------------------------------------------------------------------------

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from taskctl.models.base import Model
-
-
-def _short_cell(value: Any, limit: int = 80) -> str:
-    """A result shown in one table cell: JSON, cut to LIMIT characters."""
-    import json
-
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=repr, sort_keys=False)
-        except (TypeError, ValueError, RecursionError):
-            text = repr(value)
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -67,27 +50,12 @@ class TaskResult(Model):
     #: {error, size, head, compression} when the stored bytes could not be decoded
     undecodable: dict[str, Any] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["children"] = list(self.children)
-        return out
-
     def result_text(self) -> str:
-        if self.undecodable:
-            u = self.undecodable
-            return f"<undecodable: {u.get('size')} bytes, {u.get('head')}>"
+        """The failure reason in one line (``ValueError: bad``), for messages; tables are drawn by taskctl.output."""
         if self.exception:
             exc = self.exception
             return f"{exc.get('type')}: {exc.get('message')}" if exc.get("message") else str(exc.get("type"))
-        text = _short_cell(self.result)
-        return f"pickle: {text}" if self.serializer == "pickle" and self.result is not None else text
-
-    def cells(self) -> dict[str, Any]:
-        out = super().cells()
-        out["result"] = self.result_text()
-        if self.expired:
-            out["state"] = f"{self.state} (expired)"
-        return out
+        return self.state
 
 
 @dataclass(frozen=True)
@@ -104,16 +72,6 @@ class StoredGroup(Model):
     expired: bool = False
     undecodable: dict[str, Any] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["members"] = list(self.members)
-        return out
-
-    def cells(self) -> dict[str, Any]:
-        out = super().cells()
-        out["members"] = len(self.members) if self.kind == "group" else None
-        return out
-
 
 @dataclass(frozen=True)
 class ForgetReport(Model):
@@ -126,15 +84,6 @@ class ForgetReport(Model):
     groups: tuple[str, ...] = ()
     #: ids spared by --keep (their subtrees were not walked)
     kept: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "forgotten": list(self.forgotten),
-            "missing": list(self.missing),
-            "dry_run": self.dry_run,
-            "groups": list(self.groups),
-            "kept": list(self.kept),
-        }
 
 
 @dataclass(frozen=True)
@@ -156,25 +105,10 @@ class ResultNode(Model):
     serializer: str | None = None
     children: tuple[ResultNode | GroupNode, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "task_id": self.task_id,
-            "state": self.state,
-            "name": self.name,
-            "found": self.found,
-            "result": self.result,
-            "exception": self.exception,
-            "via": self.via,
-            "cycle": self.cycle,
-            "repeat": self.repeat,
-            "children": [c.to_json() for c in self.children],
-        }
-
-    def label(self) -> str:
-        if self.exception:
-            exc = self.exception
-            return f"{exc.get('type')}: {exc.get('message')}" if exc.get("message") else str(exc.get("type"))
-        return _short_cell(self.result, 60) if self.result is not None else ""
+    #: the documented node object (README: result tree); ``expired`` and ``serializer`` are for the views only
+    json_fields: ClassVar[dict[str, str | dict[str, str]]] = {
+        k: k for k in ("task_id", "state", "name", "found", "result", "exception", "via", "cycle", "repeat", "children")
+    }
 
 
 @dataclass(frozen=True)
@@ -186,20 +120,24 @@ class GroupNode(Model):
     repeat: bool = False
     children: tuple[ResultNode | GroupNode, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "via": self.via,
-            "repeat": self.repeat,
-            "children": [c.to_json() for c in self.children],
-        }
-
 
 @dataclass(frozen=True)
 class TreeRow(Model):
     """One node of a result tree as a flat row (jsonl, plain, csv, tsv)."""
 
-    columns: ClassVar[tuple[str, ...]] = ("depth", "kind", "id", "parent", "state", "name", "result")
+    columns: ClassVar[tuple[str, ...]] = (
+        "depth",
+        "kind",
+        "id",
+        "parent",
+        "state",
+        "name",
+        "found",
+        "result",
+        "via",
+        "cycle",
+        "repeat",
+    )
 
     depth: int
     kind: str  # task | group
@@ -214,29 +152,19 @@ class TreeRow(Model):
     cycle: bool
     repeat: bool
 
-    def cells(self) -> dict[str, Any]:
-        out = super().cells()
-        if self.exception:
-            out["result"] = f"{self.exception.get('type')}: {self.exception.get('message')}"
-        else:
-            out["result"] = _short_cell(self.result, 60)
-        mark = " (cycle)" if self.cycle else " (repeat)" if self.repeat else ""
-        out["id"] = f"{'  ' * self.depth}{self.id}{mark}"
-        return out
-
 
 @dataclass(frozen=True)
 class ResultTree(Model):
     """Everything Celery recorded below a root: nested for JSON, one row per node otherwise."""
+
+    #: -o json is the root node itself, nested
+    json_value: ClassVar[str | None] = "root"
 
     root: ResultNode | GroupNode
     #: nodes per state (each task id once)
     counts: dict[str, int]
     #: BatchGet rounds (levels) and store requests the walk needed
     levels: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return self.root.to_json()
 
     def iter_nodes(self) -> Iterator[tuple[int, str | None, ResultNode | GroupNode]]:
         """(depth, parent id, node) in pre-order, without recursion (trees can be deep)."""
@@ -248,7 +176,8 @@ class ResultTree(Model):
             for child in reversed(node.children):
                 stack.append((depth + 1, own, child))
 
-    def flat_rows(self) -> Iterable[Model]:
+    def rows(self) -> Iterator[TreeRow]:
+        """One flat row per node, pre-order (what jsonl, plain, csv, tsv and markdown print)."""
         for depth, parent, node in self.iter_nodes():
             if isinstance(node, ResultNode):
                 yield TreeRow(
@@ -269,54 +198,3 @@ class ResultTree(Model):
                 yield TreeRow(
                     depth, "group", node.group_id, parent, None, None, None, None, None, node.via, False, node.repeat
                 )
-
-    def count_line(self) -> str:
-        return ", ".join(f"{state} {n}" for state, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-    def tree_lines(self) -> Iterator[list[Segment]]:
-        """The table view, line by line: tree guides, labels and a per-state count (styled by the renderer)."""
-        root = self.root
-        yield _tree_label(root)
-        stack: list[tuple[str, ResultNode | GroupNode, bool]] = [
-            ("", c, i == len(root.children) - 1) for i, c in reversed(list(enumerate(root.children)))
-        ]
-        while stack:
-            prefix, node, last = stack.pop()
-            yield [(prefix + ("└── " if last else "├── "), "dim"), *_tree_label(node)]
-            inner = prefix + ("    " if last else "│   ")
-            n = len(node.children)
-            for i in range(n - 1, -1, -1):
-                stack.append((inner, node.children[i], i == n - 1))
-        counts = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        line: list[Segment] = []
-        for state, n in counts:
-            line += [("  ", None)] if line else []
-            line.append((f"{state} {n}", state))
-        yield line
-
-
-#: a piece of a tree line: text and a style, either a state name (coloured by the renderer) or a rich style
-Segment = tuple[str, str | None]
-
-
-def _tree_label(node: ResultNode | GroupNode) -> list[Segment]:
-    if isinstance(node, GroupNode):
-        label: list[Segment] = [("group ", "bold"), (node.group_id, "cyan")]
-        return [*label, (" (repeat)", "dim")] if node.repeat else label
-    state = node.state if node.found else "PENDING (not stored)"
-    parts: list[Segment] = [(node.task_id, None), (state, node.state)]
-    if node.name:
-        parts.append((node.name, "bold"))
-    extra = node.label()
-    if extra:
-        parts.append((extra, "red" if node.exception else "dim"))
-    if node.cycle:
-        parts.append(("(cycle: its own ancestor)", "yellow"))
-    elif node.repeat:
-        parts.append(("(shown above)", "dim"))
-    if node.via in ("parent_id", "group_id"):
-        parts.append((f"[via {node.via}]", "dim"))
-    out: list[Segment] = []
-    for seg in parts:
-        out += [(" ", None), seg] if out else [seg]
-    return out

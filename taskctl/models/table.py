@@ -31,6 +31,24 @@ class TableInfo(Model):
         "ttl_status",
         "ttl_attribute",
     )
+    #: the documented JSON: TTL as one ``ttl`` object, and ``deleted`` (table delete) read from ``extra``
+    json_fields: ClassVar[dict[str, str | dict[str, str]]] = {
+        "table": "table",
+        "status": "status",
+        "billing_mode": "billing_mode",
+        "read_capacity": "read_capacity",
+        "write_capacity": "write_capacity",
+        "key_schema": "key_schema",
+        "celery_compatible": "celery_compatible",
+        "problems": "problems",
+        "item_count": "item_count",
+        "size_bytes": "size_bytes",
+        "ttl": {"status": "ttl_status", "attribute": "ttl_attribute"},
+        "created": "created",
+        "changed": "changed",
+        "dry_run": "dry_run",
+        "deleted": "extra.deleted",
+    }
 
     table: str
     status: str
@@ -48,26 +66,3 @@ class TableInfo(Model):
     changed: bool | None = None
     dry_run: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "table": self.table,
-            "status": self.status,
-            "billing_mode": self.billing_mode,
-            "read_capacity": self.read_capacity,
-            "write_capacity": self.write_capacity,
-            "key_schema": [k.to_json() for k in self.key_schema],
-            "celery_compatible": self.celery_compatible,
-            "problems": list(self.problems),
-            "item_count": self.item_count,
-            "size_bytes": self.size_bytes,
-            "ttl": {"status": self.ttl_status, "attribute": self.ttl_attribute},
-        }
-        if self.created is not None:
-            out["created"] = self.created
-        if self.changed is not None:
-            out["changed"] = self.changed
-        if self.dry_run:
-            out["dry_run"] = True
-        out.update(self.extra)
-        return out

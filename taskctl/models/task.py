@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from taskctl.models.base import Model
 
@@ -38,19 +38,6 @@ class RevokeReport(Model):
     backend: str
     dry_run: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "revoked": list(self.revoked),
-            "marked": list(self.marked),
-            "skipped_ready": list(self.skipped_ready),
-            "skipped_running": list(self.skipped_running),
-            "replies": [r.to_json() for r in self.replies],
-            "terminate": self.terminate,
-            "signal": self.signal,
-            "backend": self.backend,
-            "dry_run": self.dry_run,
-        }
-
 
 @dataclass(frozen=True)
 class RevokedTask(Model):
@@ -60,9 +47,6 @@ class RevokedTask(Model):
 
     task_id: str
     workers: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"task_id": self.task_id, "workers": list(self.workers)}
 
 
 @dataclass(frozen=True)
