@@ -126,10 +126,9 @@ class Reader:
         out: dict[str, Fetched] = {}
         if not keymap:
             return out
-        stream = getattr(self.store, "iter_many", None)
-        if callable(stream) and len(self.keys.prefixes) == 1:
+        if len(self.keys.prefixes) == 1:
             # decode each batch as it arrives, while the store fetches the next ones
-            for item in stream(list(keymap)):
+            for item in self.store.iter_many(list(keymap)):
                 owner = keymap.get(item.key)
                 if owner is not None and owner not in out:
                     out[owner] = self.decode(owner, item)

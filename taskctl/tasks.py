@@ -28,7 +28,6 @@ from taskctl.models import Listing, Outcome, RequeuedTask, RevokedTask, RevokeRe
 from taskctl.urls import mask
 
 if TYPE_CHECKING:
-    from taskctl.backends.base import ResultStore
     from taskctl.config import Settings
 
 #: states a Celery 5.7 worker overwrites with REVOKED when it gets a revoke (worker/control.py _revoke)
@@ -38,41 +37,6 @@ READY_STATES = resfmt.READY_STATES
 REQUEUABLE_STATES = frozenset({"FAILURE", "REVOKED", "REJECTED"})
 #: messages published before their confirms are awaited and the source acked (duplicates after a kill <= this)
 REQUEUE_BATCH = 200
-
-
-# -- result meta ------------------------------------------------------------------------------------------
-
-
-def _scheme(settings: Settings) -> resfmt.KeyScheme:
-    prefix = settings.key_prefix or settings.result_transport_options.get("global_keyprefix")
-    return resfmt.KeyScheme(str(prefix) if prefix else None)
-
-
-@dataclass
-class _Stored:
-    key: str
-    meta: resfmt.TaskMeta | None
-    serializer: str | None
-    error: str | None
-
-
-def _load(
-    store: ResultStore, ids: Sequence[str], settings: Settings, *, unsafe_pickle: bool = False
-) -> dict[str, _Stored]:
-    """The stored meta of each id that has one (first matching key spelling wins)."""
-    scheme = _scheme(settings)
-    keys = {k: i for i in ids for k in scheme.task_keys(i)}
-    found = store.get_many(list(keys))
-    out: dict[str, _Stored] = {}
-    for key, tid in keys.items():
-        item = found.get(key)
-        if item is None or tid in out or item.value is None:
-            continue
-        dec = resfmt.decode_payload(item.value, settings.serializer, unsafe_pickle=unsafe_pickle)
-        meta = resfmt.parse_task_meta(dec.value, tid) if dec.ok else None
-        err = dec.error or (None if meta is not None else "not task meta")
-        out[tid] = _Stored(key, meta, dec.serializer, err)
-    return out
 
 
 # -- revoke ---------------------------------------------------------------------------------------------------
@@ -113,11 +77,11 @@ def revoke(
     """Broadcast Celery's revoke for TASK_IDS and mark them REVOKED in the result backend where Celery would."""
     sig = ctlfmt.normalize_signal(signal)
     ids = _tree_ids(settings, task_ids) if tree else list(task_ids)
-    store = None
+    reader = None
     backend_label = "skipped" if not mark else "none"
     if mark and settings.backend:
         backend_label = mask(settings.backend)
-        store = backends.result_store(settings)
+        reader = results.Reader(settings)
     replies: list[ctlfmt.Reply] = []
     marked: list[str] = []
     ready: list[str] = []
@@ -132,26 +96,26 @@ def revoke(
                     f"no worker replied within {reply_timeout:g}s: only workers online now get a revoke; "
                     "a worker started later runs these tasks if their messages are still queued"
                 )
-        if store is not None:
+        if reader is not None:
             # read after the broadcast: workers that got it may have written REVOKED already
-            stored = _load(store, ids, settings)
+            stored = reader.fetch(ids)
             for tid in ids:
                 s = stored.get(tid)
                 state = s.meta.status if s is not None and s.meta is not None else "PENDING"
                 if s is not None and s.meta is None:
-                    events.warn(f"result of {tid} is unreadable ({s.error}); left as it is")
+                    events.warn(f"result of {tid} is unreadable ({s.decoded.error}); left as it is")
                     running.append(tid)
                 elif state in READY_STATES:
                     ready.append(tid)
                 elif state not in MARKABLE_STATES:
                     running.append(tid)
-                else:
-                    if not dry_run:
-                        _mark_revoked(store, tid, s, settings)
+                elif dry_run or _mark_revoked(reader, tid, s, settings):
                     marked.append(tid)
+                else:
+                    running.append(tid)
     finally:
-        if store is not None:
-            store.close()
+        if reader is not None:
+            reader.close()
     return RevokeReport(
         revoked=tuple(ids),
         marked=tuple(marked),
@@ -165,18 +129,24 @@ def revoke(
     )
 
 
-def _mark_revoked(store: ResultStore, task_id: str, stored: _Stored | None, settings: Settings) -> None:
-    key = stored.key if stored is not None else _scheme(settings).task_keys(task_id)[0]
-    meta = resfmt.revoked_meta(task_id, previous=stored.meta if stored is not None else None)
-    serializer = (stored.serializer if stored is not None else None) or settings.serializer or "json"
-    value = resfmt.encode_payload(meta, serializer)
+def _mark_revoked(reader: results.Reader, task_id: str, stored: results.Fetched | None, settings: Settings) -> bool:
+    """Store REVOKED over what is there; False (left as it is) when its children nest too deep to re-encode."""
+    store = reader.store
+    key = stored.item.key if stored is not None else reader.keys.task_keys(task_id)[0]
+    try:
+        meta = resfmt.revoked_meta(task_id, previous=stored.meta if stored is not None else None)
+        serializer = (stored.decoded.serializer if stored is not None else None) or reader.serializer or "json"
+        value = resfmt.encode_payload(meta, serializer)
+    except RecursionError:
+        events.warn(f"result of {task_id} nests its children too deeply to rewrite; left as it is")
+        return False
     # a new key gets Celery's result_expires (1 day by default); an existing one keeps its expiry
     ttl = None if stored is not None else int(settings.extra.get("result_expires", 86400))
     store.put(key, value, ttl_seconds=ttl)
-    publish = getattr(store, "publish", None)
-    if getattr(store, "supports_pubsub", False) and callable(publish):
+    if store.supports_pubsub:
         # Celery's Redis backend publishes every stored state on the key's channel: a client in .get() wakes
-        publish(key, value)
+        store.publish(key, value)
+    return True
 
 
 def revoked(settings: Settings, *, reply_timeout: float = 1.0) -> Listing:
@@ -349,11 +319,8 @@ def requeue_from_results(
     dry_run: bool = False,
 ) -> Outcome:
     """Rebuild each task's protocol-2 message from its ``result_extended`` meta and publish it."""
-    store = backends.result_store(settings)
-    try:
-        stored = _load(store, task_ids, settings, unsafe_pickle=unsafe_pickle)
-    finally:
-        store.close()
+    with results.Reader(settings, results.Options(unsafe_pickle=unsafe_pickle)) as reader:
+        stored = reader.fetch(task_ids)
     broker = backends.open_broker(settings)
     del reset_expiry  # a stored result carries no expires/eta: nothing to reset
 
@@ -385,18 +352,18 @@ def requeue_from_results(
 
 
 def _plan_from_result(
-    task_id: str, stored: _Stored | None, *, to: str | None, new_id: bool, unsafe_pickle: bool
+    task_id: str, stored: results.Fetched | None, *, to: str | None, new_id: bool, unsafe_pickle: bool
 ) -> tuple[RequeuedTask, msgfmt.RawMessage | None]:
     row = RequeuedTask(task_id, None, "results", to, "skipped")
     if stored is None:
         return replace(row, note="no stored result for this id"), None
-    if stored.serializer == "pickle" and not unsafe_pickle:
+    if stored.decoded.serializer == "pickle" and not unsafe_pickle:
         return replace(
             row, note="the result meta is pickled: pass --unsafe-pickle to read it (trusted data only)"
         ), None
     meta = stored.meta
     if meta is None:
-        return replace(row, note=f"stored result unreadable: {stored.error}"), None
+        return replace(row, note=f"stored result unreadable: {stored.decoded.error}"), None
     row = replace(row, task=meta.name)
     if meta.name is None:
         return replace(

@@ -189,6 +189,10 @@ class DynamoDBResultStore:
         with translate_errors("store a result", url=self.url, table=self.table):
             self.client.put_item(TableName=self.table, Item=item)
 
+    def publish(self, key: str, value: bytes) -> None:
+        """No pub/sub (supports_pubsub is False): nothing to wake."""
+        return None
+
     # -- scan -------------------------------------------------------------------------------------------------
     def scan(self, prefixes: Sequence[str] | None = None, *, segments: int = SCAN_SEGMENTS) -> Iterator[StoredItem]:
         """Items whose key starts with one of PREFIXES, as a parallel segmented Scan delivers them."""

@@ -87,6 +87,9 @@ class FileResultStore:
                 out[key] = item
         return out
 
+    def iter_many(self, keys: Sequence[str]) -> Iterator[StoredItem]:
+        yield from self.get_many(keys).values()
+
     def delete_many(self, keys: Sequence[str]) -> int:
         n = 0
         for key in dict.fromkeys(keys):
@@ -130,6 +133,10 @@ class FileResultStore:
                 item = self._read(name, Path(entry.path))
                 if item is not None:
                     yield item
+
+    def publish(self, key: str, value: bytes) -> None:
+        """No pub/sub (supports_pubsub is False): nothing to wake."""
+        return None
 
     def close(self) -> None:
         return None

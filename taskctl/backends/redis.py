@@ -72,6 +72,9 @@ class RedisResultStore:
                         out[key] = StoredItem(key=key, value=bytes(value))
         return out
 
+    def iter_many(self, keys: Sequence[str]) -> Iterator[StoredItem]:
+        yield from self.get_many(keys).values()
+
     def delete_many(self, keys: Sequence[str]) -> int:
         unique = list(dict.fromkeys(keys))
         n = 0
