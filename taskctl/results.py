@@ -8,9 +8,8 @@ DynamoDB requests, where Celery's own ``AsyncResult.children`` traversal costs o
 from __future__ import annotations
 
 import fnmatch
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,6 @@ from taskctl.formats.result import (
     decode_payload,
     normalize_serializer,
     parse_date_done,
-    parse_group_meta,
     parse_task_meta,
     to_plain,
 )
@@ -72,6 +70,92 @@ class Fetched:
     meta: TaskMeta | None
 
 
+Ref = TaskRef | GroupRef
+
+
+def _tuple_shape(node: Any) -> bool:
+    """``[[id, parent], None]`` (a result) or ``[[id, parent], [members...]]`` (a group), as Celery stores them."""
+    if not isinstance(node, list | tuple) or len(node) != 2:
+        return False
+    head, members = node
+    if not isinstance(head, list | tuple) or len(head) != 2 or not isinstance(head[0], str):
+        return False
+    return members is None or isinstance(members, list | tuple)
+
+
+def parse_refs(raw: Any) -> tuple[Ref, ...]:
+    """Celery's result tuples (§1.5) as refs, read with an explicit stack.
+
+    The same reading as ``formats.result.parse_result_tuple``, which recurses: a chain recorded by its last task
+    nests one level per link, so stored ``children`` can nest thousands deep. Shared (pickle-memo) nodes are read
+    once and a node that contains itself is dropped, so hostile nesting costs time linear in its size.
+    """
+    if not isinstance(raw, list | tuple):
+        return ()
+    done: dict[int, Ref] = {}
+    active: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(n, False) for n in reversed(raw)]
+    while stack:
+        node, ready = stack.pop()
+        key = id(node)
+        if ready:
+            active.discard(key)
+            (ident, parent_raw), members = node
+            parent = done.get(id(parent_raw)) if parent_raw is not None else None
+            if members is None:
+                done[key] = TaskRef(ident, parent)
+            else:
+                kids = tuple(r for m in members if (r := done.get(id(m))) is not None)
+                done[key] = GroupRef(ident, kids, parent)
+            continue
+        if key in done or key in active:
+            continue
+        if isinstance(node, str):
+            done[key] = TaskRef(node)
+            continue
+        if not _tuple_shape(node):
+            continue
+        active.add(key)
+        stack.append((node, True))
+        head, members = node
+        if members is not None:
+            stack.extend((m, False) for m in reversed(members))
+        if head[1] is not None:
+            stack.append((head[1], False))
+    return tuple(r for n in raw if (r := done.get(id(n))) is not None)
+
+
+def parse_ref(raw: Any) -> Ref | None:
+    """One result tuple (a group's stored ``result``) as a ref."""
+    refs = parse_refs([raw])
+    return refs[0] if refs else None
+
+
+def ref_ids(refs: Iterable[Ref]) -> list[str]:
+    """Task ids of REFS, group members flattened in order (each group object expanded once)."""
+    out: list[str] = []
+    seen: set[int] = set()
+    stack: list[Ref] = list(refs)[::-1]
+    while stack:
+        r = stack.pop()
+        if isinstance(r, TaskRef):
+            out.append(r.task_id)
+        elif id(r) not in seen:
+            seen.add(id(r))
+            stack.extend(reversed(r.members))
+    return out
+
+
+def task_meta(value: Any, task_id: str) -> TaskMeta | None:
+    """``formats.result.parse_task_meta`` with ``children`` read by :func:`parse_refs` (no recursion)."""
+    if not isinstance(value, Mapping) or "status" not in value:
+        return None
+    meta = parse_task_meta({k: v for k, v in value.items() if k != "children"}, task_id)
+    if meta is not None:
+        meta.children = parse_refs(value.get("children"))
+    return meta
+
+
 class Reader:
     """A result store plus the codec settings to read it with."""
 
@@ -108,9 +192,15 @@ class Reader:
                 f"some results are stored as {dec.serializer}, not {self.serializer} as configured "
                 "(read anyway; pass --serializer to say what the workers use)"
             )
-        meta = parse_task_meta(dec.value, task_id) if dec.ok else None
-        if dec.ok and meta is None:
-            dec.error = "not Celery task meta"
+        meta = None
+        if dec.ok:
+            try:
+                meta = task_meta(dec.value, task_id)
+            except Exception as exc:  # stored data is untrusted: one odd value is a problem on its row, not a crash
+                dec.error = f"cannot read task meta: {type(exc).__name__}: {exc}"[:300]
+            else:
+                if meta is None:
+                    dec.error = "not Celery task meta"
         if meta is not None:
             # the parsed meta holds all that is shown: drop the raw bytes and the decoded dict (big trees)
             dec.value = None
@@ -165,6 +255,7 @@ def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> Ta
             compression=dec.compression,
             undecodable=dec.undecodable()
             or {"error": dec.error, "size": dec.size, "head": dec.head, "compression": dec.compression},
+            problem=dec.error or "not Celery task meta",
         )
     exc = meta.exception
     return TaskResult(
@@ -183,10 +274,38 @@ def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> Ta
         queue=meta.queue,
         parent_id=meta.parent_id,
         group_id=meta.group_id,
-        children=tuple(meta.child_ids),
+        children=tuple(ref_ids(meta.children)),
         expired=expired,
         serializer=dec.serializer,
         compression=dec.compression,
+    )
+
+
+def task_row(task_id: str, f: Fetched | None, now: float) -> TaskResult:
+    """:func:`task_result`, or a row with a ``problem`` when the stored value defeats it (one bad item never
+    stops a command over many)."""
+    try:
+        return task_result(task_id, f, now)
+    except Exception as exc:
+        return _problem_row(task_id, f, exc)
+
+
+def _problem_row(task_id: str, f: Fetched | None, exc: BaseException) -> TaskResult:
+    dec = f.decoded if f is not None else None
+    why = f"cannot read task meta: {type(exc).__name__}: {exc}"[:300]
+    return TaskResult(
+        task_id=task_id,
+        state="UNKNOWN",
+        found=True,
+        serializer=dec.serializer if dec else None,
+        compression=dec.compression if dec else None,
+        undecodable={
+            "error": why,
+            "size": dec.size if dec else 0,
+            "head": dec.head if dec else "",
+            "compression": None,
+        },
+        problem=why,
     )
 
 
@@ -204,7 +323,7 @@ def show(settings: Settings, ids: Sequence[str], *, missing_ok: bool = False, op
     with Reader(settings, opts) as reader:
         fetched = reader.fetch(ids)
     now = time.time()
-    rows = [task_result(i, fetched.get(i), now) for i in ids]
+    rows = [task_row(i, fetched.get(i), now) for i in ids]
     missing = sum(1 for r in rows if not r.found)
     listing = Listing(model=TaskResult, items=rows)
     if missing and not missing_ok:
@@ -298,43 +417,48 @@ class Walker:
             parent.children.append(node)
         return node
 
-    def _attach(self, parent: _Node, ref: TaskRef | GroupRef, via: str, nxt: list[_Node]) -> None:
-        if self.max_depth is not None and parent.depth + 1 > self.max_depth:
-            return
-        if isinstance(ref, TaskRef):
-            top: TaskRef | GroupRef = ref
-            while isinstance(top, TaskRef) and top.parent is not None:
-                top = top.parent  # a chain is recorded by its last task; it starts at the top-most parent
-            if top is not ref:
-                # walking down from the chain's start normally reaches its last task; if not, it is added later
-                self._expected.append((parent, ref.task_id))
-            if isinstance(top, GroupRef):
-                self._attach(parent, top, via, nxt)
-                return
-            tid = top.task_id
-            if via in ("parent_id", "group_id") and tid in self.tasks:
-                return  # a reverse link to a node already in the tree adds nothing
-            node = self._new("task", tid, parent, via)
-            if tid in self.tasks:
-                node.cycle = parent.has_ancestor(tid)
-                node.repeat = not node.cycle
-            elif tid in self.keep:
-                node.kept = True
-                self.tasks[tid] = node
-            else:
-                self.tasks[tid] = node
-                nxt.append(node)
-            return
-        gnode = self._new("group", ref.group_id, parent, via)
-        if ref.group_id in self.groups:
-            gnode.repeat = True
-            return
-        self.groups[ref.group_id] = gnode
-        for m in ref.members:
-            self._attach(gnode, m, "group", nxt)
-        if self.index is not None:
-            for cid in self.index.by_group.get(ref.group_id, ()):
-                self._attach(gnode, TaskRef(cid), "group_id", nxt)
+    def _attach(self, parent: _Node, ref: Ref, via: str, nxt: list[_Node]) -> None:
+        """Add REF below PARENT; tasks to read next go to NXT. An explicit stack: groups can nest deep."""
+        todo: list[tuple[_Node, Ref, str]] = [(parent, ref, via)]
+        while todo:
+            parent, ref, via = todo.pop()
+            if self.max_depth is not None and parent.depth + 1 > self.max_depth:
+                continue
+            if isinstance(ref, TaskRef):
+                top: Ref = ref
+                while isinstance(top, TaskRef) and top.parent is not None:
+                    top = top.parent  # a chain is recorded by its last task; it starts at the top-most parent
+                if top is not ref:
+                    # walking down from the chain's start normally reaches its last task; if not, it is added later
+                    self._expected.append((parent, ref.task_id))
+                if isinstance(top, GroupRef):
+                    todo.append((parent, top, via))
+                    continue
+                self._task(parent, top.task_id, via, nxt)
+                continue
+            gnode = self._new("group", ref.group_id, parent, via)
+            if ref.group_id in self.groups:
+                gnode.repeat = True
+                continue
+            self.groups[ref.group_id] = gnode
+            more: list[tuple[_Node, Ref, str]] = [(gnode, m, "group") for m in ref.members]
+            if self.index is not None:
+                more += [(gnode, TaskRef(cid), "group_id") for cid in self.index.by_group.get(ref.group_id, ())]
+            todo.extend(reversed(more))  # depth first, in order, as Celery lists them
+
+    def _task(self, parent: _Node, tid: str, via: str, nxt: list[_Node]) -> None:
+        if via in ("parent_id", "group_id") and tid in self.tasks:
+            return  # a reverse link to a node already in the tree adds nothing
+        node = self._new("task", tid, parent, via)
+        if tid in self.tasks:
+            node.cycle = parent.has_ancestor(tid)
+            node.repeat = not node.cycle
+        elif tid in self.keep:
+            node.kept = True
+            self.tasks[tid] = node
+        else:
+            self.tasks[tid] = node
+            nxt.append(node)
 
     def walk(self, root_id: str) -> _Node:
         """The tree below ROOT_ID (shares seen-sets with earlier walks of this walker)."""
@@ -402,7 +526,7 @@ def _freeze(walker: Walker, root: _Node) -> ResultNode | GroupNode:
             continue
         first = walker.tasks.get(n.id, n)
         f = first.fetched if first.fetched is not None else n.fetched
-        row = task_result(n.id, f, now)
+        row = task_row(n.id, f, now)
         built[id(n)] = ResultNode(
             task_id=n.id,
             state=row.state,
@@ -420,23 +544,16 @@ def _freeze(walker: Walker, root: _Node) -> ResultNode | GroupNode:
     return built[id(root)]
 
 
-def _deepen_recursion(depth: int) -> None:
-    """Nested JSON of a long chain is as deep as the chain; the JSON encoder recurses per level."""
-    need = depth * 6 + 1000
-    if need > sys.getrecursionlimit():
-        sys.setrecursionlimit(need)
-
-
 def climb(reader: Reader, task_id: str) -> str:
     """Follow parent_id links up to the root (guarded against self-references and cycles)."""
-    path = [task_id]
+    seen = {task_id}
     cur = task_id
     while True:
         f = reader.fetch([cur]).get(cur)
         parent = f.meta.parent_id if f is not None and f.meta is not None else None
-        if not parent or parent in path:
+        if not parent or parent in seen:
             return cur
-        path.append(parent)
+        seen.add(parent)
         cur = parent
 
 
@@ -459,14 +576,10 @@ def tree(
         root = walker.walk(root_id)
     counts: dict[str, int] = {}
     bad = 0
-    max_depth = 0
-    for n in walker.nodes:
-        max_depth = max(max_depth, n.depth)
     for n in walker.task_nodes():
         s = _state_of(n)
         counts[s] = counts.get(s, 0) + 1
         bad += s in FAILED_STATES
-    _deepen_recursion(max_depth)
     result = ResultTree(root=_freeze(walker, root), counts=counts, levels=walker.rounds)
     if check and bad:
         return Outcome(
@@ -522,6 +635,13 @@ class Filters:
         if self.older_than is not None and age < self.older_than:
             return False
         return not (self.newer_than is not None and age > self.newer_than)
+
+    def matches(self, f: Fetched, now: float) -> bool:
+        """:meth:`task_ok`, where a value that defeats the filters matches only when nothing is filtered."""
+        try:
+            return self.task_ok(f, now)
+        except Exception:
+            return not self.any
 
     def task_ok(self, f: Fetched, now: float) -> bool:
         meta = f.meta
@@ -588,6 +708,7 @@ def list_results(
 
     def rows() -> Iterator[Any]:
         shown = 0
+        problems = 0
         now = time.time()
         try:
             if limit == 0:
@@ -600,9 +721,11 @@ def list_results(
                         continue
                     if kind == "task":
                         f = reader.decode(parsed.id, item)
-                        if not filters.task_ok(f, now):
+                        if not filters.matches(f, now):
                             continue
-                        yield task_result(parsed.id, f, now)
+                        row = task_row(parsed.id, f, now)
+                        problems += row.problem is not None
+                        yield row
                     else:
                         if not filters.age_ok(item.timestamp, now):
                             continue
@@ -612,6 +735,8 @@ def list_results(
                         return
         finally:
             reader.close()
+            if problems:
+                events.warn(f"{problems} stored values could not be read as task meta (see their problem)")
 
     return Listing(model=model, items=rows())
 
@@ -621,7 +746,8 @@ def _stored_group(reader: Reader, kind: str, ident: str, item: StoredItem, now: 
     undecodable = None
     if kind == "group":
         dec = decode_payload(item.value, reader.serializer, unsafe_pickle=reader.unsafe_pickle)
-        ref = parse_group_meta(dec.value) if dec.ok else None
+        ref = parse_ref(dec.value.get("result")) if dec.ok and isinstance(dec.value, Mapping) else None
+        ref = ref if isinstance(ref, GroupRef) else None
         if ref is not None:
             members = tuple(m.task_id if isinstance(m, TaskRef) else m.group_id for m in ref.members)
         else:
@@ -683,7 +809,7 @@ def forget(
         for tid, f in candidates:
             if f is None:
                 missing.append(tid)
-            elif not filters.any or filters.task_ok(f, now):
+            elif not filters.any or filters.matches(f, now):
                 forgotten.append(tid)
         group_keys: list[str] = []
         present_groups: list[str] = []
@@ -716,7 +842,7 @@ def _forget_matching(reader: Reader, filters: Filters, dry_run: bool) -> ForgetR
             if parsed is None or parsed.kind != "task":
                 continue
             f = reader.decode(parsed.id, item)
-            if not filters.task_ok(f, now):
+            if not filters.matches(f, now):
                 continue
             forgotten.append(parsed.id)
             batch.append(item.key)
@@ -748,7 +874,7 @@ def wait(
     with Reader(settings, opts) as reader, events.progress(f"waiting for {task_id}", None) as bar:
         while True:
             f = reader.fetch([task_id]).get(task_id)
-            row = task_result(task_id, f, time.time())
+            row = task_row(task_id, f, time.time())
             prog = f.meta.progress if f is not None and f.meta is not None else None
             if prog is not None:
                 bar.update(total=prog[1], completed=prog[0], description=f"{task_id} {row.state}")

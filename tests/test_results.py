@@ -257,6 +257,7 @@ def test_show_json_fields_exactly(run: Any, fstore: tuple[Path, str]) -> None:
             "serializer": "json",
             "compression": None,
             "undecodable": None,
+            "problem": None,
         }
     ]
     r = run("--backend", url, "result", "show", a, "-o", "plain")
@@ -521,6 +522,7 @@ def test_list_filters(run: Any, aged: tuple[str, dict[str, str]]) -> None:
             "stored_at": r.json[0]["stored_at"],
             "expired": False,
             "undecodable": None,
+            "problem": None,
         }
     ]
     assert run("--backend", url, "result", "list", "--kind", "nope").exit_code == 2

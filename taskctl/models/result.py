@@ -66,6 +66,8 @@ class TaskResult(Model):
     compression: str | None = None
     #: {error, size, head, compression} when the stored bytes could not be decoded
     undecodable: dict[str, Any] | None = None
+    #: why the stored value could not be read as task meta (None when it could)
+    problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -103,6 +105,8 @@ class StoredGroup(Model):
     stored_at: str | None
     expired: bool = False
     undecodable: dict[str, Any] | None = None
+    #: why the stored value could not be read as group meta (None when it could)
+    problem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
