@@ -126,6 +126,45 @@ def test_store_contract(store_url: tuple[str, str]) -> None:
         store.close()
 
 
+def test_result_store_contract_is_explicit_keywords_and_declared_capabilities() -> None:
+    """Adapters are built by the registry from keyword arguments (no Settings object reaches them), and every
+    capability an operation asks for is declared on each class."""
+    import inspect
+
+    from taskctl import backends
+
+    for dotted in backends.RESULT_STORES.values():
+        cls = backends.load(dotted)
+        params = inspect.signature(cls.from_url).parameters
+        assert list(params)[:1] == ["url"], dotted
+        for name in ("endpoint_url", "region", "profile", "transport_options"):
+            assert params[name].kind is inspect.Parameter.KEYWORD_ONLY and params[name].default is None, dotted
+        assert not hasattr(cls, "from_settings"), dotted
+        for cap in ("supports_ttl", "supports_scan", "supports_pubsub"):
+            assert isinstance(getattr(cls, cap), bool), (dotted, cap)
+        assert isinstance(cls.batch_get_size, int) and cls.batch_get_size > 0
+        source = inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
+        assert "settings." not in source, dotted
+
+
+def test_registry_passes_endpoint_and_region_to_the_dynamodb_store(ddb_table: tuple[str, str]) -> None:
+    """--endpoint-url and --region reach the adapter as keywords and override the URL's own."""
+    endpoint, table = ddb_table
+    settings = config.resolve(
+        {"backend": f"dynamodb://@localhost:1/{table}", "endpoint_url": endpoint, "region": "us-east-1"}
+    )
+    store = result_store(settings)
+    try:
+        store.put("celery-task-meta-kw", meta("kw"))
+        assert set(store.get_many(["celery-task-meta-kw"])) == {"celery-task-meta-kw"}
+        assert store.client.meta.endpoint_url == endpoint  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    store = result_store(config.resolve({"backend": f"dynamodb://@eu-west-3/{table}", "endpoint_url": endpoint}))
+    assert store.client.meta.region_name == "eu-west-3"  # type: ignore[attr-defined]
+    store.close()
+
+
 def test_dynamodb_items_are_celerys_layout(ddb_table: tuple[str, str]) -> None:
     import boto3
 

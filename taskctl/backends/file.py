@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 from taskctl.backends.base import StoredItem
 from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
-
-if TYPE_CHECKING:
-    from taskctl.config import Settings
 
 
 def path_of(url: str) -> Path:
@@ -43,7 +40,16 @@ class FileResultStore:
         self.directory = directory
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> FileResultStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> FileResultStore:
+        """Only the URL matters: a directory has no endpoint, region, credentials or transport options."""
         directory = path_of(url)
         if not str(directory):
             raise UsageError(f"no directory in {url}", hint="e.g. file:///var/celery/results")
