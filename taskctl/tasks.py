@@ -56,9 +56,7 @@ def normalize_ids(raw_ids: Sequence[str], *, any_id: bool = False) -> list[str]:
 
 def _tree_ids(settings: Settings, roots: Sequence[str]) -> list[str]:
     """The roots plus every task below them in their result trees whose stored state is not ready."""
-    ids = dict.fromkeys(roots)  # ordered, and no quadratic membership test on a 10,000-task chain
-    ids.update(dict.fromkeys(results.unfinished_ids(settings, roots)))
-    return list(ids)
+    return results.revoke_targets(settings, roots)
 
 
 def revoke(

@@ -265,3 +265,18 @@ def test_revoke_and_requeue_read_results_as_result_show_does(run, tmp_path: Path
     assert [(x["task"], x["action"], x["queue"]) for x in r.json] == [("app.add", "would-requeue", "celery")]
     # no second reader: tasks decodes nothing itself
     assert "decode_payload" not in inspect.getsource(tasks) and not hasattr(tasks, "_load")
+
+
+def test_tree_revoke_of_a_saved_group_revokes_its_members_not_the_group_id(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    results = tmp_path / "results"
+    results.mkdir()
+    fs_config(tmp_path, f"file://{results}")
+    group, done, todo = (str(uuid.uuid4()) for _ in range(3))
+    members = [[[done, None], None], [[todo, None], None]]
+    (results / f"celery-taskset-meta-{group}").write_text(json.dumps({"result": [[group, None], members]}))
+    value = {"status": "SUCCESS", "result": 1, "traceback": None, "children": [], "date_done": None}
+    (results / f"celery-task-meta-{done}").write_text(json.dumps({**value, "task_id": done}))
+    r = run("task", "revoke", group, "--tree", "--yes", "--reply-timeout", "0", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json["revoked"] == [todo] and r.json["marked"] == [todo]
+    assert not (results / f"celery-task-meta-{group}").exists()
