@@ -735,3 +735,11 @@ def test_hostile_values_never_stop_list_or_forget(run: Any, fstore: tuple[Path, 
     assert set(good) <= set(r.json["forgotten"])
     left = {p.name.removeprefix("celery-task-meta-") for p in d.iterdir()}
     assert not left & set(good) and {raw, deep} <= left
+
+    (d / "celery-taskset-meta-bad").write_bytes(b"\xff" * 10)
+    (d / "celery-taskset-meta-good").write_text(json.dumps({"result": [["good", None], child(good[0])]}))
+    r = run("--backend", url, "-o", "json", "result", "list", "--kind", "group")
+    assert r.exit_code == 0, r.stderr
+    groups = {x["group_id"]: x for x in r.json}
+    assert groups["good"]["members"] == [good[0]] and groups["good"]["problem"] is None
+    assert groups["bad"]["members"] == [] and groups["bad"]["problem"]

@@ -73,14 +73,16 @@ def list_results(
                     else:
                         if not filters.age_ok(item.timestamp, now):
                             continue
-                        yield _stored_group(reader, parsed.kind, parsed.id, item, now)
+                        group = _stored_group(reader, parsed.kind, parsed.id, item, now)
+                        problems += group.problem is not None
+                        yield group
                     shown += 1
                     if limit is not None and shown >= limit:
                         return
         finally:
             reader.close()
             if problems:
-                events.warn(f"{problems} stored values could not be read as task meta (see their problem)")
+                events.warn(f"{problems} stored values could not be read as {kind} meta (see their problem)")
 
     return Listing(model=model, items=rows())
 
@@ -90,9 +92,12 @@ def _stored_group(reader: Reader, kind: str, ident: str, item: StoredItem, now: 
     undecodable = None
     if kind == "group":
         dec = decode_payload(item.value, reader.serializer, unsafe_pickle=reader.unsafe_pickle)
-        ref = parse_ref(dec.value.get("result")) if dec.ok and isinstance(dec.value, Mapping) else None
-        ref = ref if isinstance(ref, GroupRef) else None
-        if ref is not None:
+        try:
+            ref = parse_ref(dec.value.get("result")) if dec.ok and isinstance(dec.value, Mapping) else None
+        except Exception as exc:  # stored data is untrusted: a problem on its row, never the end of the list
+            dec.error = f"cannot read group meta: {type(exc).__name__}: {exc}"[:300]
+            ref = None
+        if isinstance(ref, GroupRef):
             members = tuple(m.task_id if isinstance(m, TaskRef) else m.group_id for m in ref.members)
         else:
             undecodable = dec.undecodable() or {"error": "not Celery group meta", "size": dec.size, "head": dec.head}
@@ -104,4 +109,5 @@ def _stored_group(reader: Reader, kind: str, ident: str, item: StoredItem, now: 
         stored_at=_iso(item.timestamp),
         expired=is_expired(item, now),
         undecodable=undecodable,
+        problem=undecodable["error"] if undecodable else None,
     )
