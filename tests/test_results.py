@@ -126,6 +126,45 @@ def test_store_contract(store_url: tuple[str, str]) -> None:
         store.close()
 
 
+def test_result_store_contract_is_explicit_keywords_and_declared_capabilities() -> None:
+    """Adapters are built by the registry from keyword arguments (no Settings object reaches them), and every
+    capability an operation asks for is declared on each class."""
+    import inspect
+
+    from taskctl import backends
+
+    for dotted in backends.RESULT_STORES.values():
+        cls = backends.load(dotted)
+        params = inspect.signature(cls.from_url).parameters
+        assert list(params)[:1] == ["url"], dotted
+        for name in ("endpoint_url", "region", "profile", "transport_options"):
+            assert params[name].kind is inspect.Parameter.KEYWORD_ONLY and params[name].default is None, dotted
+        assert not hasattr(cls, "from_settings"), dotted
+        for cap in ("supports_ttl", "supports_scan", "supports_pubsub"):
+            assert isinstance(getattr(cls, cap), bool), (dotted, cap)
+        assert isinstance(cls.batch_get_size, int) and cls.batch_get_size > 0
+        source = inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
+        assert "settings." not in source, dotted
+
+
+def test_registry_passes_endpoint_and_region_to_the_dynamodb_store(ddb_table: tuple[str, str]) -> None:
+    """--endpoint-url and --region reach the adapter as keywords and override the URL's own."""
+    endpoint, table = ddb_table
+    settings = config.resolve(
+        {"backend": f"dynamodb://@localhost:1/{table}", "endpoint_url": endpoint, "region": "us-east-1"}
+    )
+    store = result_store(settings)
+    try:
+        store.put("celery-task-meta-kw", meta("kw"))
+        assert set(store.get_many(["celery-task-meta-kw"])) == {"celery-task-meta-kw"}
+        assert store.client.meta.endpoint_url == endpoint  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    store = result_store(config.resolve({"backend": f"dynamodb://@eu-west-3/{table}", "endpoint_url": endpoint}))
+    assert store.client.meta.region_name == "eu-west-3"  # type: ignore[attr-defined]
+    store.close()
+
+
 def test_dynamodb_items_are_celerys_layout(ddb_table: tuple[str, str]) -> None:
     import boto3
 
@@ -257,6 +296,7 @@ def test_show_json_fields_exactly(run: Any, fstore: tuple[Path, str]) -> None:
             "serializer": "json",
             "compression": None,
             "undecodable": None,
+            "problem": None,
         }
     ]
     r = run("--backend", url, "result", "show", a, "-o", "plain")
@@ -521,6 +561,7 @@ def test_list_filters(run: Any, aged: tuple[str, dict[str, str]]) -> None:
             "stored_at": r.json[0]["stored_at"],
             "expired": False,
             "undecodable": None,
+            "problem": None,
         }
     ]
     assert run("--backend", url, "result", "list", "--kind", "nope").exit_code == 2
@@ -622,3 +663,83 @@ def test_tree_chain_recorded_by_its_last_task_starts_at_the_first(run: Any, fsto
         (1, "gone", "root", False),
         (1, "last2", "root", True),
     ]
+
+
+# -- saved groups, state names, hostile values ----------------------------------------------------------------
+
+
+def test_saved_group_can_be_walked_and_forgotten(run: Any, fstore: tuple[Path, str]) -> None:
+    """A group id as `result list --kind group` shows it (GroupResult.save()) is a tree root for tree and forget."""
+    d, url = fstore
+    g, m1, m2, c1 = "grp-1", tid(), tid(), tid()
+    (d / f"celery-taskset-meta-{g}").write_text(json.dumps({"result": [[g, None], child(m1, m2)]}))
+    put(d, m1, meta(m1, children=child(c1)))
+    put(d, c1, meta(c1, "FAILURE", {"exc_type": "ValueError", "exc_message": ["x"], "exc_module": "builtins"}))
+    r = run("--backend", url, "-o", "json", "result", "list", "--kind", "group")
+    assert [x["group_id"] for x in r.json] == [g]
+
+    r = run("--backend", url, "-o", "jsonl", "result", "tree", g)
+    assert r.exit_code == 0, r.stderr
+    assert [(x["depth"], x["kind"], x["id"], x["found"]) for x in map(json.loads, r.stdout.splitlines())] == [
+        (0, "group", g, None),
+        (1, "task", m1, True),
+        (2, "task", c1, True),
+        (1, "task", m2, False),
+    ]
+    assert run("--backend", url, "result", "tree", g, "--check").exit_code == 1
+    assert run("--backend", url, "result", "tree", "no-such-id").exit_code == 3
+
+    r = run("--backend", url, "-o", "json", "result", "forget", g, "--tree", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert r.json == {"forgotten": [m1, c1], "missing": [m2], "dry_run": False, "groups": [g], "kept": []}
+    assert list(d.iterdir()) == []
+
+
+def test_state_that_celery_never_sets_warns_with_the_closest(run: Any, aged: tuple[str, dict[str, str]]) -> None:
+    url, _ = aged
+    r = run("--backend", url, "-o", "json", "result", "list", "--state", "FAILED")
+    assert r.exit_code == 0 and r.json == []  # custom states are legitimate: it still runs
+    assert "warning: no Celery state FAILED; did you mean FAILURE?" in r.stderr
+    r = run("--backend", url, "-o", "json", "result", "forget", "--state", "SUCESS", "--dry-run")
+    assert r.exit_code == 0 and "did you mean SUCCESS?" in r.stderr
+    r = run("--backend", url, "-o", "json", "result", "list", "--state", "PROGRESS")
+    assert r.exit_code == 0 and r.stderr == ""  # a custom state with no near Celery name: nothing to say
+
+
+def test_hostile_values_never_stop_list_or_forget(run: Any, fstore: tuple[Path, str]) -> None:
+    """Exit codes: `result list` 0 with a problem on each unreadable row (and a warning counting them);
+    `result forget --state` 0, forgetting every match and leaving what it cannot read."""
+    d, url = fstore
+    good = [tid() for _ in range(3)]
+    raw, deep, inf = tid(), tid(), tid()
+    put(d, good[0], meta(good[0]))
+    put(d, raw, b"\x80\x81\xfe\xff\x00 not a pickle, not anything")
+    put(d, good[1], meta(good[1]))
+    put(d, deep, b'{"status": "SUCCESS", "result": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    put(d, inf, b'{"status": "SUCCESS", "result": 1e999}')
+    put(d, good[2], meta(good[2]))
+
+    for fmt in ("json", "jsonl", "plain"):
+        r = run("--backend", url, "-o", fmt, "result", "list")
+        assert r.exit_code == 0, r.stderr
+        assert all(g in r.stdout for g in good) and all(b in r.stdout for b in (raw, deep, inf))
+    r = run("--backend", url, "-o", "jsonl", "result", "list")
+    by_id = {x["task_id"]: x for x in map(json.loads, r.stdout.splitlines())}
+    assert all(by_id[g]["state"] == "SUCCESS" and by_id[g]["problem"] is None for g in good)
+    assert by_id[raw]["state"] == "UNKNOWN" and by_id[raw]["problem"]
+    assert by_id[deep]["state"] == "UNKNOWN" and "nested too deeply" in by_id[deep]["problem"]
+    assert "2 stored values could not be read" in r.stderr
+
+    r = run("--backend", url, "-o", "json", "result", "forget", "--state", "SUCCESS", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert set(good) <= set(r.json["forgotten"])
+    left = {p.name.removeprefix("celery-task-meta-") for p in d.iterdir()}
+    assert not left & set(good) and {raw, deep} <= left
+
+    (d / "celery-taskset-meta-bad").write_bytes(b"\xff" * 10)
+    (d / "celery-taskset-meta-good").write_text(json.dumps({"result": [["good", None], child(good[0])]}))
+    r = run("--backend", url, "-o", "json", "result", "list", "--kind", "group")
+    assert r.exit_code == 0, r.stderr
+    groups = {x["group_id"]: x for x in r.json}
+    assert groups["good"]["members"] == [good[0]] and groups["good"]["problem"] is None
+    assert groups["bad"]["members"] == [] and groups["bad"]["problem"]

@@ -214,3 +214,69 @@ def test_from_results_refuses_what_it_cannot_rebuild(run, tmp_path: Path) -> Non
 
     r = run("task", "requeue", missing, "--from-results", "--yes")
     assert r.exit_code == 3
+
+
+# -- one stored-result reader --------------------------------------------------------------------------------
+
+
+def test_revoke_and_requeue_read_results_as_result_show_does(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Revoke's marking and requeue --from-results read through results.Reader: the old key spelling of a
+    global_keyprefix (Celery <= 5.4) and a serializer other than the configured one are found and kept."""
+    import inspect
+
+    from taskctl import tasks
+
+    backend = file_backend(tmp_path)
+    fs_config(tmp_path, backend)
+    with (tmp_path / "taskctl.toml").open("a") as fh:
+        fh.write('[default.result_transport_options]\nglobal_keyprefix = "app:"\n')
+    d = Path(backend[7:])
+    retrying, failed = str(uuid.uuid4()), str(uuid.uuid4())
+    import msgpack
+
+    (d / f"app:_celery-task-meta-{retrying}").write_bytes(
+        msgpack.packb({"status": "RETRY", "result": None, "traceback": None, "children": [], "task_id": retrying})
+    )
+    value = {
+        "status": "FAILURE",
+        "result": {"exc_type": "ValueError", "exc_message": ["x"], "exc_module": "builtins"},
+        "traceback": None,
+        "children": [],
+        "date_done": None,
+        "task_id": failed,
+        "name": "app.add",
+        "args": [1, 2],
+        "kwargs": {},
+        "queue": "celery",
+    }
+    (d / f"app:_celery-task-meta-{failed}").write_bytes(msgpack.packb(value))
+
+    r = run("task", "revoke", retrying, "--yes", "--reply-timeout", "0", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json["marked"] == [retrying]
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        [f"app:_celery-task-meta-{retrying}", f"app:_celery-task-meta-{failed}"]
+    )  # marked in place, under the spelling it was found at, as msgpack
+    r = run("result", "show", retrying, "-o", "json")
+    assert (r.json[0]["state"], r.json[0]["serializer"]) == ("REVOKED", "msgpack")
+
+    r = run("task", "requeue", failed, "--from-results", "--dry-run", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert [(x["task"], x["action"], x["queue"]) for x in r.json] == [("app.add", "would-requeue", "celery")]
+    # no second reader: tasks decodes nothing itself
+    assert "decode_payload" not in inspect.getsource(tasks) and not hasattr(tasks, "_load")
+
+
+def test_tree_revoke_of_a_saved_group_revokes_its_members_not_the_group_id(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    results = tmp_path / "results"
+    results.mkdir()
+    fs_config(tmp_path, f"file://{results}")
+    group, done, todo = (str(uuid.uuid4()) for _ in range(3))
+    members = [[[done, None], None], [[todo, None], None]]
+    (results / f"celery-taskset-meta-{group}").write_text(json.dumps({"result": [[group, None], members]}))
+    value = {"status": "SUCCESS", "result": 1, "traceback": None, "children": [], "date_done": None}
+    (results / f"celery-task-meta-{done}").write_text(json.dumps({**value, "task_id": done}))
+    r = run("task", "revoke", group, "--tree", "--yes", "--reply-timeout", "0", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json["revoked"] == [todo] and r.json["marked"] == [todo]
+    assert not (results / f"celery-task-meta-{group}").exists()

@@ -50,7 +50,13 @@ def result_store(settings: Settings, url: str | None = None) -> ResultStore:
     """The result store for URL (default: the configured backend)."""
     url = url or settings.require_backend()
     cls = load(_lookup(RESULT_STORES, url, "result commands"))
-    return cls.from_settings(url, settings)  # type: ignore[no-any-return]
+    return cls.from_url(  # type: ignore[no-any-return]
+        url,
+        endpoint_url=settings.endpoint_url,
+        region=settings.region,
+        profile=settings.aws_profile,
+        transport_options=dict(settings.result_transport_options),
+    )
 
 
 def table_admin(settings: Settings, url: str | None = None) -> TableAdmin:

@@ -50,11 +50,21 @@ class ResultStore(Protocol):
     batch_get_size: ClassVar[int]
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> ResultStore: ...
+    def from_url(  # built by backends.result_store, the one place that reads Settings for it
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,  # overrides the URL's endpoint (DynamoDB)
+        region: str | None = None,  # overrides the URL's region (DynamoDB)
+        profile: str | None = None,  # the AWS profile for credentials (DynamoDB)
+        transport_options: Mapping[str, Any] | None = None,  # result_backend_transport_options
+    ) -> ResultStore: ...
     def get_many(self, keys: Sequence[str]) -> dict[str, StoredItem]: ...  # key -> item, for keys present
+    def iter_many(self, keys: Sequence[str]) -> Iterator[StoredItem]: ...  # get_many's items as they arrive
     def delete_many(self, keys: Sequence[str]) -> int: ...  # deletes those keys (absent ones are fine)
     def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None: ...
     def scan(self, prefixes: Sequence[str] | None = None) -> Iterator[StoredItem]: ...  # keys starting so
+    def publish(self, key: str, value: bytes) -> None: ...  # wake waiting clients (only if supports_pubsub)
     def describe(self) -> str: ...  # where it is, for messages (masked URL)
     def close(self) -> None: ...
 

@@ -19,9 +19,10 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from taskctl.backends.base import StoredItem
 from taskctl.backends.dynamodb import dynamodb_client, translate_errors
@@ -39,6 +40,15 @@ WORKERS = 8
 SCAN_SEGMENTS = 4
 #: give up on keys DynamoDB keeps returning unprocessed after this long (throttled far beyond capacity)
 UNPROCESSED_DEADLINE = 300.0
+
+
+@dataclass(frozen=True)
+class _ClientOptions:
+    """What :func:`~taskctl.backends.dynamodb.dynamodb_client` reads, passed explicitly (no Settings here)."""
+
+    endpoint_url: str | None
+    region: str | None
+    aws_profile: str | None
 
 
 class DynamoDBResultStore:
@@ -66,9 +76,20 @@ class DynamoDBResultStore:
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> DynamoDBResultStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> DynamoDBResultStore:
+        """ENDPOINT_URL and REGION override the URL's; PROFILE picks the credentials (transport options: none)."""
         parsed = parse_dynamodb(url)
-        return cls(url, dynamodb_client(url, settings), parsed.table, ttl_seconds=parsed.ttl_seconds)
+        opts = _ClientOptions(endpoint_url=endpoint_url, region=region, aws_profile=profile)
+        # dynamodb_client reads these three attributes only (shared with the table adapter)
+        return cls(url, dynamodb_client(url, cast("Settings", opts)), parsed.table, ttl_seconds=parsed.ttl_seconds)
 
     def describe(self) -> str:
         return f"table {self.table!r} at {mask(self.url)}"
@@ -188,6 +209,10 @@ class DynamoDBResultStore:
             item["ttl"] = {"N": str(int(now + ttl))}
         with translate_errors("store a result", url=self.url, table=self.table):
             self.client.put_item(TableName=self.table, Item=item)
+
+    def publish(self, key: str, value: bytes) -> None:
+        """No pub/sub (supports_pubsub is False): nothing to wake."""
+        return None
 
     # -- scan -------------------------------------------------------------------------------------------------
     def scan(self, prefixes: Sequence[str] | None = None, *, segments: int = SCAN_SEGMENTS) -> Iterator[StoredItem]:

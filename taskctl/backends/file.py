@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 from taskctl.backends.base import StoredItem
 from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
-
-if TYPE_CHECKING:
-    from taskctl.config import Settings
 
 
 def path_of(url: str) -> Path:
@@ -43,7 +40,16 @@ class FileResultStore:
         self.directory = directory
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> FileResultStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> FileResultStore:
+        """Only the URL matters: a directory has no endpoint, region, credentials or transport options."""
         directory = path_of(url)
         if not str(directory):
             raise UsageError(f"no directory in {url}", hint="e.g. file:///var/celery/results")
@@ -86,6 +92,9 @@ class FileResultStore:
             if item is not None:
                 out[key] = item
         return out
+
+    def iter_many(self, keys: Sequence[str]) -> Iterator[StoredItem]:
+        yield from self.get_many(keys).values()
 
     def delete_many(self, keys: Sequence[str]) -> int:
         n = 0
@@ -130,6 +139,10 @@ class FileResultStore:
                 item = self._read(name, Path(entry.path))
                 if item is not None:
                     yield item
+
+    def publish(self, key: str, value: bytes) -> None:
+        """No pub/sub (supports_pubsub is False): nothing to wake."""
+        return None
 
     def close(self) -> None:
         return None

@@ -13,16 +13,13 @@ timeout, authentication), OperationError (anything else Redis answers).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from taskctl.backends.base import StoredItem
 from taskctl.errors import MissingExtraError, OperationError, TaskctlError, UnavailableError
 from taskctl.urls import mask, mask_text
-
-if TYPE_CHECKING:
-    from taskctl.config import Settings
 
 CHUNK = 1000
 CONNECT_TIMEOUT = 3.0
@@ -49,7 +46,16 @@ class RedisResultStore:
         self.client = client
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> RedisResultStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+    ) -> RedisResultStore:
+        """The URL says it all (host, password, db, TLS); global_keyprefix is applied by the caller's key scheme."""
         try:
             import redis
         except ImportError:
@@ -71,6 +77,9 @@ class RedisResultStore:
                     if value is not None:
                         out[key] = StoredItem(key=key, value=bytes(value))
         return out
+
+    def iter_many(self, keys: Sequence[str]) -> Iterator[StoredItem]:
+        yield from self.get_many(keys).values()
 
     def delete_many(self, keys: Sequence[str]) -> int:
         unique = list(dict.fromkeys(keys))

@@ -49,6 +49,8 @@ class TaskResult(Model):
     compression: str | None = None
     #: {error, size, head, compression} when the stored bytes could not be decoded
     undecodable: dict[str, Any] | None = None
+    #: why the stored value could not be read as task meta (None when it could)
+    problem: str | None = None
 
     def result_text(self) -> str:
         """The failure reason in one line (``ValueError: bad``), for messages; tables are drawn by taskctl.output."""
@@ -71,6 +73,8 @@ class StoredGroup(Model):
     stored_at: str | None
     expired: bool = False
     undecodable: dict[str, Any] | None = None
+    #: why the stored value could not be read as group meta (None when it could)
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
