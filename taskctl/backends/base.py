@@ -6,7 +6,7 @@ Capabilities are class attributes documented with ``#:``. Every SDK exception is
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -79,7 +79,9 @@ class RemoteControl(Protocol):
     supports_broadcast: ClassVar[bool]
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> RemoteControl: ...
+    def from_url(  # namespace: Celery's control_exchange
+        cls, url: str, *, transport_options: Mapping[str, Any] | None = None, namespace: str | None = None
+    ) -> RemoteControl: ...
     def revoke(  # replies collected for timeout s (0: send only)
         self, task_ids: Sequence[str], *, terminate: bool, signal: str | None, timeout: float
     ) -> list[Reply]: ...
