@@ -3,6 +3,12 @@
 Celery reads ``dynamodb://[KEY:SECRET@]REGION[:PORT]/TABLE?read=N&write=N&ttl_seconds=N`` with
 ``kombu.utils.url``; ``localhost`` or an IP literal as REGION means the local endpoint ``http://HOST:PORT``
 in region ``us-east-1`` (Celery 5.5+). Every URL that is printed goes through :func:`mask`.
+
+A URL is split as urllib splits it (and so kombu and redis-py): the user info runs to the last ``@`` before the
+first ``/`` or ``?``; a ``;`` separates the URLs of a failover list (kombu's Connection). Where a raw delimiter
+could sit inside a secret (``/ ? # ; [ ]`` in a password, an ``@`` after the host part) the parsers would read
+part of the secret as a host, port, path or query: :func:`check` refuses such a URL, naming what to
+percent-encode, and :func:`mask` prints it as ``scheme://****``.
 """
 
 from __future__ import annotations
