@@ -1,65 +1,97 @@
-"""The pidbox request taskctl builds is the one Celery's app.control sends; replies read as Celery writes them."""
+"""The pidbox request taskctl sends is the one Celery's app.control sends; replies read as Celery writes them."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from taskctl.backends.control import KombuControl
 from taskctl.errors import UsageError
 from taskctl.formats import control as fmt
 
 
-def celery_sent(call: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """What a real Celery client publishes to celery.pidbox (captured on kombu's memory:// transport)."""
+def capture(send: Callable[[Any], object]) -> Any:
+    """The message a client publishes to celery.pidbox, captured by a spy queue on kombu's memory:// transport.
+
+    memory:// keeps one broker state per process, so taskctl's own connection reaches the same spy.
+    """
     from celery import Celery
     from kombu import Exchange, Queue
 
-    app = Celery("cap", broker=f"memory://cap-{uuid.uuid4().hex}")
+    app = Celery("cap", broker="memory://")
     with app.connection_for_write() as conn:
         q = Queue(f"spy-{uuid.uuid4().hex}", Exchange("celery.pidbox", type="fanout", durable=False), routing_key="")
         q(conn.default_channel).declare()
-        call(app, conn)
-        m = q(conn.default_channel).get(no_ack=True)
-        assert m is not None
-        return m.decode(), dict(m.headers), m.delivery_info.get("exchange", "")
+        try:
+            send(app)
+            m = q(conn.default_channel).get(no_ack=True)
+            assert m is not None
+            return m
+        finally:
+            q(conn.default_channel).delete()
 
 
-def test_revoke_request_equals_celerys() -> None:
+def _same_message(celerys: Any, mine: Any) -> None:
+    assert mine.content_type == celerys.content_type == "application/json"
+    assert mine.content_encoding == celerys.content_encoding
+    assert mine.delivery_info.get("exchange") == celerys.delivery_info.get("exchange") == "celery.pidbox"
+    assert mine.properties.get("delivery_mode") == celerys.properties.get("delivery_mode")
+    assert set(mine.headers) == set(celerys.headers) == {"clock", "expires"}
+    assert abs(mine.headers["expires"] - celerys.headers["expires"]) < 5
+
+
+def test_revoke_message_is_byte_identical_to_celerys() -> None:
     tid = str(uuid.uuid4())
-    body, headers, exchange = celery_sent(
-        lambda app, conn: app.control.revoke(tid, terminate=True, signal="SIGKILL", connection=conn)
+    celerys = capture(lambda app: app.control.revoke(tid, terminate=True, signal="SIGKILL"))
+    mine = capture(
+        lambda app: KombuControl.from_url("memory://").revoke([tid], terminate=True, signal="KILL", timeout=0)
     )
-    mine = fmt.revoke_request([tid], terminate=True, signal="KILL", timeout=1.0, now=time.time())
-    assert mine.body == body
-    assert list(mine.body) == list(body)  # key order too
-    assert exchange == mine.exchange == "celery.pidbox"
-    assert set(headers) == set(mine.headers) == {"clock", "expires"}
-    assert abs(headers["expires"] - mine.headers["expires"]) < 5
+    assert mine.body == celerys.body  # the raw bytes, key order included
+    _same_message(celerys, mine)
 
 
 def test_several_ids_go_as_a_list_and_reply_requests_carry_ticket_and_reply_to() -> None:
     ids = [str(uuid.uuid4()), str(uuid.uuid4())]
-    body, _, _ = celery_sent(lambda app, conn: app.control.revoke(ids, connection=conn))
-    mine = fmt.revoke_request(ids)
-    assert (
-        mine.body
-        == body
-        == {
-            "method": "revoke",
-            "arguments": {"task_id": ids, "terminate": False, "signal": "SIGTERM"},
-            "destination": None,
-            "pattern": None,
-            "matcher": None,
-        }
+    celerys = capture(lambda app: app.control.revoke(ids, reply=True, timeout=0.2))
+    started = time.monotonic()
+    mine = capture(
+        lambda app: KombuControl.from_url("memory://").revoke(ids, terminate=False, signal=None, timeout=0.2)
     )
-    req = fmt.revoke_request(ids, reply_routing_key="oid-1", destination=["w1@h"])
-    assert req.body["ticket"] == req.ticket and req.limit == 1
-    assert req.body["reply_to"] == {"exchange": "reply.celery.pidbox", "routing_key": "oid-1"}
-    assert req.body["destination"] == ["w1@h"]
-    assert fmt.revoked_request(reply_routing_key="o").body["method"] == "dump_revoked"
+    assert time.monotonic() - started < 3  # no worker: waited the timeout, not longer
+    _same_message(celerys, mine)
+    body, want = mine.decode(), celerys.decode()
+    assert list(body) == list(want)  # key order too
+    assert body["arguments"] == want["arguments"] == {"task_id": ids, "terminate": False, "signal": "SIGTERM"}
+    assert body["ticket"] != want["ticket"]  # each request its own ticket...
+    assert body["reply_to"]["exchange"] == want["reply_to"]["exchange"] == "reply.celery.pidbox"
+    body["ticket"] = want["ticket"]  # ...and its own reply queue; the rest equal
+    body["reply_to"]["routing_key"] = want["reply_to"]["routing_key"]
+    assert body == want
+
+
+def test_destination_and_namespace_reach_the_message() -> None:
+    from kombu import Connection, Exchange, Queue
+
+    with Connection("memory://") as conn:
+        q = Queue(f"spy-{uuid.uuid4().hex}", Exchange("ops.pidbox", type="fanout", durable=False), routing_key="")
+        q(conn.default_channel).declare()
+        ctl = KombuControl.from_url("memory://", namespace="ops")
+        assert ctl.revoked(timeout=0.1, destination=["w1@h"]) == []
+        m = q(conn.default_channel).get(no_ack=True)
+        assert m is not None
+        body = m.decode()
+        assert body["method"] == "dump_revoked" and body["destination"] == ["w1@h"]
+        assert body["reply_to"]["exchange"] == "reply.ops.pidbox"
+        q(conn.default_channel).delete()
+
+
+def test_revoke_needs_ids() -> None:
+    with pytest.raises(UsageError, match="no task ids"):
+        fmt.revoke_arguments([])
 
 
 @pytest.mark.parametrize(
@@ -103,5 +135,3 @@ def test_replies_as_workers_send_them() -> None:
     assert fmt.parse_replies(["junk"])[0].ok is False
     assert fmt.revoked_ids(["a", "b"]) == ["a", "b"]  # 5.7: a plain list
     assert fmt.revoked_ids({"a": 1.0, "b": 2.0}) == ["a", "b"]  # older: LimitedSet._data
-    assert fmt.reply_matches({"ticket": "t1"}, "t1") and not fmt.reply_matches({"ticket": "t2"}, "t1")
-    assert not fmt.reply_matches({"ticket": "t1", "expires": 10.0}, "t1", now=11.0)

@@ -85,7 +85,11 @@ def table_defaults(url: str) -> TableDefaults | None:
 def open_control(settings: Settings, url: str | None = None) -> RemoteControl:
     """Remote control of Celery workers over the broker (the pidbox exchange)."""
     cls = load(CONTROL)
-    return cls.from_settings(url or settings.broker, settings)  # type: ignore[no-any-return]
+    return cls.from_url(  # type: ignore[no-any-return]
+        url or settings.broker,
+        transport_options=settings.transport_options,
+        namespace=str(settings.extra.get("control_exchange") or "") or None,
+    )
 
 
 def open_broker(settings: Settings, url: str | None = None) -> Broker:

@@ -161,7 +161,9 @@ class RemoteControl(Protocol):
     supports_broadcast: ClassVar[bool]
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> RemoteControl: ...
+    def from_url(  # namespace: Celery's control_exchange
+        cls, url: str, *, transport_options: Mapping[str, Any] | None = None, namespace: str | None = None
+    ) -> RemoteControl: ...
     def revoke(  # replies collected for timeout s (0: send only)
         self, task_ids: Sequence[str], *, terminate: bool, signal: str | None, timeout: float
     ) -> list[Reply]: ...

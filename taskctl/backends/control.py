@@ -1,10 +1,10 @@
-"""Celery remote control over kombu: broadcast a pidbox request and collect the workers' replies.
+"""Celery remote control over kombu's pidbox ``Mailbox``, configured as ``celery.app.control.Control`` does.
 
 Connection string: any kombu broker URL (``amqp://``, ``redis://``, ``filesystem://`` with the configured
-transport options). Topology as Celery 5.7's ``app.control`` (celery-formats §6.1): requests go to the fanout
-exchange ``celery.pidbox`` (declared non-durable, as workers declare it), replies come to an exclusive,
-auto-delete queue ``<oid>.reply.celery.pidbox`` bound to ``reply.celery.pidbox`` with routing key ``<oid>``,
-declared **before** the request is published so no reply is missed.
+transport options). The topology and message are kombu's (celery-formats §6.1): requests go to the fanout
+exchange ``<namespace>.pidbox``; replies come to an exclusive, auto-delete queue
+``<oid>.reply.<namespace>.pidbox``, declared before the request is published so no reply is missed. Replies are
+collected as Celery collects them: until ``timeout`` seconds pass with no reply, or one reply per destination.
 
 Capabilities: broadcast everywhere kombu has a fanout exchange (AMQP, Redis, filesystem; not SQS ≤5.6).
 
@@ -14,29 +14,17 @@ Errors raised: UnavailableError (cannot connect, refused, bad credentials; the U
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taskctl.errors import OperationError, TaskctlError, UnavailableError
 from taskctl.formats import control as fmt
 from taskctl.urls import mask, mask_text
 
-if TYPE_CHECKING:
-    from taskctl.config import Settings
-
 #: seconds; Celery's control_queue_ttl / control_queue_expires defaults
 REPLY_QUEUE_TTL = 300.0
 REPLY_QUEUE_EXPIRES = 10.0
-
-
-def _kombu() -> Any:
-    """kombu, imported on first use (``--help`` and commands without a broker never load it)."""
-    import kombu
-
-    return kombu
 
 
 def _describe(exc: BaseException, url: str) -> str:
@@ -75,6 +63,14 @@ def translate(exc: BaseException, url: str, action: str) -> TaskctlError:
     return OperationError(f"cannot {action} on broker {where}: {name}: {text}")
 
 
+def _kombu() -> tuple[Any, Any]:
+    """kombu's Connection and Mailbox, imported on first use (``--help`` never loads kombu)."""
+    from kombu.connection import Connection
+    from kombu.pidbox import Mailbox
+
+    return Connection, Mailbox
+
+
 class KombuControl:
     """Remote control of Celery workers through the broker (kombu pidbox, as ``app.control`` does)."""
 
@@ -85,7 +81,7 @@ class KombuControl:
         self,
         url: str,
         *,
-        transport_options: dict[str, Any] | None = None,
+        transport_options: Mapping[str, Any] | None = None,
         namespace: str = fmt.DEFAULT_NAMESPACE,
         connect_timeout: float = 5.0,
     ) -> None:
@@ -95,30 +91,47 @@ class KombuControl:
         self.connect_timeout = connect_timeout
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> KombuControl:
-        namespace = str(settings.extra.get("control_exchange") or fmt.DEFAULT_NAMESPACE)
-        return cls(url, transport_options=settings.transport_options, namespace=namespace)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        transport_options: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        connect_timeout: float = 5.0,
+    ) -> KombuControl:
+        """``namespace`` is Celery's ``control_exchange`` (default ``celery``)."""
+        return cls(
+            url,
+            transport_options=transport_options,
+            namespace=namespace or fmt.DEFAULT_NAMESPACE,
+            connect_timeout=connect_timeout,
+        )
 
     @contextmanager
-    def _connection(self, action: str) -> Iterator[Any]:
+    def _mailbox(self, action: str) -> Iterator[Any]:
+        """A ``kombu.pidbox.Mailbox`` bound to a fresh connection; kombu errors leave as TaskctlErrors."""
+        Connection, Mailbox = _kombu()
         opts = dict(self.transport_options)
         if self.url.split("://", 1)[0].lower() in ("amqp", "pyamqp", "amqps"):
             # named, so operators can tell taskctl's connection from a worker's in RabbitMQ's list
             props = dict(opts.get("client_properties") or {})
             props.setdefault("connection_name", f"taskctl {action}")
             opts["client_properties"] = props
-        conn = _kombu().Connection(
-            self.url,
-            transport_options=opts,
-            connect_timeout=self.connect_timeout,
+        conn = Connection(self.url, transport_options=opts, connect_timeout=self.connect_timeout)
+        # celery.app.control.Control.mailbox, with Celery's default queue TTL and expiry
+        mailbox = Mailbox(
+            self.namespace,
+            type="fanout",
+            accept=["json"],
+            queue_ttl=REPLY_QUEUE_TTL,
+            reply_queue_ttl=REPLY_QUEUE_TTL,
+            queue_expires=REPLY_QUEUE_EXPIRES,
+            reply_queue_expires=REPLY_QUEUE_EXPIRES,
         )
         try:
             try:
                 conn.ensure_connection(max_retries=1, timeout=self.connect_timeout)
-            except Exception as exc:
-                raise translate(exc, self.url, action) from None
-            try:
-                yield conn
+                yield mailbox(conn)
             except TaskctlError:
                 raise
             except Exception as exc:
@@ -131,74 +144,30 @@ class KombuControl:
 
     def broadcast(
         self,
-        build: Callable[[str | None], fmt.ControlRequest],
+        command: str,
+        arguments: Mapping[str, Any],
         *,
         reply: bool,
         timeout: float,
+        destination: Sequence[str] | None = None,
         action: str = "broadcast to workers",
     ) -> list[fmt.Reply]:
-        """Publish the request ``build(reply_routing_key)`` returns; collect matching replies for ``timeout`` s."""
-        kombu = _kombu()
-        Consumer, Exchange, Producer, Queue = kombu.Consumer, kombu.Exchange, kombu.Producer, kombu.Queue
-        with self._connection(action) as conn:
-            channel = conn.channel()
-            oid = str(uuid.uuid4()) if reply else None
-            request = build(oid)
-            replies: list[fmt.Reply] = []
-            queue = None
-            consumer = None
-            if reply and oid is not None and request.ticket is not None:
-                ticket = request.ticket
-                reply_exchange = Exchange(
-                    fmt.reply_exchange_name(self.namespace), type="direct", durable=False, delivery_mode="transient"
-                )
-                queue = Queue(
-                    fmt.reply_queue_name(oid, self.namespace),
-                    exchange=reply_exchange,
-                    routing_key=oid,
-                    durable=False,
-                    exclusive=True,
-                    auto_delete=True,
-                    expires=REPLY_QUEUE_EXPIRES,
-                    message_ttl=REPLY_QUEUE_TTL,
-                )
-                queue(channel).declare()
-
-                def on_message(body: Any, message: Any) -> None:
-                    if fmt.reply_matches(message.headers, ticket):
-                        replies.extend(fmt.parse_replies(body))
-
-                consumer = Consumer(channel, [queue], accept=["json"], no_ack=True, callbacks=[on_message])
-                consumer.consume()
-            exchange = Exchange(request.exchange, type="fanout", durable=False, delivery_mode="transient")
-            exchange(channel).declare()
-            # published by exchange *name*, as Mailbox._publish does (so delivery_mode is the default, 2)
-            Producer(channel, auto_declare=False).publish(
-                request.body,
-                exchange=request.exchange,
-                routing_key="",
-                headers=request.headers,
-                serializer="json",
-            )
-            if consumer is None or queue is None:
-                return replies
-            deadline = time.monotonic() + timeout
-            try:
-                while request.limit is None or len(replies) < request.limit:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        conn.drain_events(timeout=left)
-                    except TimeoutError:
-                        break
-            finally:
-                try:
-                    consumer.cancel()
-                    channel.after_reply_message_received(queue.name)
-                except Exception:  # the queue is exclusive/auto-delete anyway
-                    pass
-            return replies
+        """Send ``command`` to every worker (or ``destination``); with ``reply``, the parsed replies."""
+        kwargs = dict(arguments)
+        nodes = list(destination) if destination else None
+        with self._mailbox(action) as mailbox:
+            if not reply:
+                # cast/abcast send what app.control.broadcast(reply=False) sends (expires: now + 1 s)
+                if nodes:
+                    mailbox.cast(nodes, command, kwargs)
+                else:
+                    mailbox.abcast(command, kwargs)
+                return []
+            if nodes:
+                bodies = mailbox.call(nodes, command, kwargs, timeout=timeout)
+            else:
+                bodies = mailbox.multi_call(command, kwargs, timeout=timeout)
+        return [r for body in bodies or () for r in fmt.parse_replies(body)]
 
     def revoke(
         self,
@@ -209,29 +178,23 @@ class KombuControl:
         timeout: float,
         destination: Sequence[str] | None = None,
     ) -> list[fmt.Reply]:
-        """``app.control.revoke(ids, terminate=..., signal=..., reply=True, timeout=...)``."""
+        """``app.control.revoke(ids, terminate=..., signal=..., reply=timeout > 0, timeout=...)``."""
         return self.broadcast(
-            lambda oid: fmt.revoke_request(
-                task_ids,
-                terminate=terminate,
-                signal=signal,
-                destination=destination,
-                reply_routing_key=oid,
-                timeout=timeout,
-                namespace=self.namespace,
-            ),
+            "revoke",
+            fmt.revoke_arguments(task_ids, terminate=terminate, signal=signal),
             reply=timeout > 0,
             timeout=timeout,
+            destination=destination,
             action="send the revoke",
         )
 
     def revoked(self, *, timeout: float, destination: Sequence[str] | None = None) -> list[fmt.Reply]:
-        """Every worker's revoked ids (``dump_revoked``)."""
+        """Every worker's revoked ids (``dump_revoked``, understood by every worker from 3.x to 5.7)."""
         return self.broadcast(
-            lambda oid: fmt.revoked_request(
-                reply_routing_key=oid or "", destination=destination, timeout=timeout, namespace=self.namespace
-            ),
+            "dump_revoked",
+            {},
             reply=True,
             timeout=timeout,
+            destination=destination,
             action="ask workers for revoked ids",
         )

@@ -1,6 +1,7 @@
 """Remote-control (kombu pidbox) requests and replies, as ``celery.app.control.Control`` sends and reads them.
 
-Pure: builds the request body and headers, reads reply bodies; the transport lives in taskctl.backends.control.
+Pure: task ids, signals, the revoke arguments, reply bodies. The message around them is built and sent by
+``kombu.pidbox.Mailbox`` in taskctl.backends.control, as Celery sends it.
 
 Request (celery-formats §6.2), published to the fanout exchange ``<namespace>.pidbox`` with routing key ``''``::
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import re
 import signal as _signal
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,24 +27,6 @@ from taskctl.errors import UsageError
 
 DEFAULT_NAMESPACE = "celery"  # Celery's control_exchange setting
 DEFAULT_SIGNAL = "SIGTERM"  # celery.platforms TERM_SIGNAME
-
-
-def exchange_name(namespace: str = DEFAULT_NAMESPACE) -> str:
-    """The fanout exchange every worker's pidbox queue is bound to."""
-    return f"{namespace}.pidbox"
-
-
-def reply_exchange_name(namespace: str = DEFAULT_NAMESPACE) -> str:
-    return f"reply.{namespace}.pidbox"
-
-
-def reply_queue_name(oid: str, namespace: str = DEFAULT_NAMESPACE) -> str:
-    """Named like kombu's ``Mailbox.get_reply_queue`` so operators recognise it in queue listings."""
-    return f"{oid}.{reply_exchange_name(namespace)}"
-
-
-def new_ticket() -> str:
-    return str(uuid.uuid4())
 
 
 # -- task ids and signals ---------------------------------------------------------------------------------
@@ -105,107 +86,12 @@ def normalize_signal(value: str | int | None) -> str:
 # -- requests ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ControlRequest:
-    """One pidbox request: the body and headers to publish, and the ticket replies will carry."""
-
-    body: dict[str, Any]
-    headers: dict[str, Any]
-    ticket: str | None
-    exchange: str
-    #: replies expected (len(destination)) or None: wait the whole timeout
-    limit: int | None
-
-
-def build_request(
-    method: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    destination: Sequence[str] | None = None,
-    reply_routing_key: str | None = None,
-    ticket: str | None = None,
-    timeout: float | None = 1.0,
-    clock: int = 1,
-    now: float | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
-) -> ControlRequest:
-    """The request ``Mailbox._publish`` sends; with ``reply_routing_key`` it asks for replies (ticket + reply_to)."""
-    body: dict[str, Any] = {
-        "method": method,
-        "arguments": dict(arguments or {}),
-        "destination": list(destination) if destination else None,
-        "pattern": None,
-        "matcher": None,
-    }
-    if reply_routing_key is not None:
-        ticket = ticket or new_ticket()
-        body["ticket"] = ticket
-        body["reply_to"] = {"exchange": reply_exchange_name(namespace), "routing_key": reply_routing_key}
-    else:
-        ticket = None
-    sent = time.time() if now is None else now
-    headers = {"clock": clock, "expires": sent + timeout if timeout else 0}
-    return ControlRequest(
-        body=body,
-        headers=headers,
-        ticket=ticket,
-        exchange=exchange_name(namespace),
-        limit=len(destination) if destination else None,
-    )
-
-
-def revoke_request(
-    task_ids: Sequence[str],
-    *,
-    terminate: bool = False,
-    signal: str | None = None,
-    destination: Sequence[str] | None = None,
-    reply_routing_key: str | None = None,
-    ticket: str | None = None,
-    timeout: float | None = 1.0,
-    clock: int = 1,
-    now: float | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
-) -> ControlRequest:
-    """``app.control.revoke(task_id, terminate=..., signal=...)``: one id as a string, several as a list."""
+def revoke_arguments(task_ids: Sequence[str], *, terminate: bool = False, signal: str | None = None) -> dict[str, Any]:
+    """The ``arguments`` of ``app.control.revoke(task_id, terminate=..., signal=...)``: one id as a string."""
     if not task_ids:
         raise UsageError("no task ids to revoke")
     task_id: str | list[str] = task_ids[0] if len(task_ids) == 1 else list(task_ids)
-    return build_request(
-        "revoke",
-        {"task_id": task_id, "terminate": bool(terminate), "signal": normalize_signal(signal)},
-        destination=destination,
-        reply_routing_key=reply_routing_key,
-        ticket=ticket,
-        timeout=timeout,
-        clock=clock,
-        now=now,
-        namespace=namespace,
-    )
-
-
-def revoked_request(
-    *,
-    reply_routing_key: str,
-    destination: Sequence[str] | None = None,
-    ticket: str | None = None,
-    timeout: float | None = 1.0,
-    clock: int = 1,
-    now: float | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
-) -> ControlRequest:
-    """The inspect request for revoked ids; ``dump_revoked`` is understood by every worker from 3.x to 5.7."""
-    return build_request(
-        "dump_revoked",
-        {},
-        destination=destination,
-        reply_routing_key=reply_routing_key,
-        ticket=ticket,
-        timeout=timeout,
-        clock=clock,
-        now=now,
-        namespace=namespace,
-    )
+    return {"task_id": task_id, "terminate": bool(terminate), "signal": normalize_signal(signal)}
 
 
 # -- replies ----------------------------------------------------------------------------------------------
@@ -219,15 +105,6 @@ class Reply:
     ok: bool
     message: str
     value: Any
-
-
-def reply_matches(headers: Mapping[str, Any] | None, ticket: str, *, now: float | None = None) -> bool:
-    """Mailbox._collect's filter: same ticket and not past an ``expires`` header."""
-    h = headers or {}
-    expires = h.get("expires")
-    if isinstance(expires, int | float) and expires and (time.time() if now is None else now) > expires:
-        return False
-    return bool(h.get("ticket", ticket) == ticket)
 
 
 def parse_replies(body: Any) -> list[Reply]:
