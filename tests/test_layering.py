@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "taskctl.results": 2,
     "taskctl.queues": 2,
     "taskctl.tasks": 2,
+    "taskctl.revokes": 2,
     "taskctl.rpc": 2,
     "taskctl.doctor": 2,
     "taskctl.local": 2,
@@ -74,9 +75,7 @@ SETTINGS_TYPED_ADAPTERS = (
     "taskctl.backends.broker",
     "taskctl.backends.dynamodb",
     "taskctl.backends.dynamodb_store",
-    "taskctl.backends.file",
     "taskctl.backends.management",
-    "taskctl.backends.redis",
 )
 for _adapter in SETTINGS_TYPED_ADAPTERS:
     ALLOWANCES[(_adapter, "taskctl.config")] = "type-only Settings for from_settings (issue 8 §1: from_url kwargs)"
