@@ -73,8 +73,6 @@ ALLOWANCES: dict[tuple[str, str], str] = {
 SETTINGS_TYPED_ADAPTERS = (
     "taskctl.backends.base",
     "taskctl.backends.broker",
-    "taskctl.backends.dynamodb",
-    "taskctl.backends.dynamodb_store",
     "taskctl.backends.management",
 )
 for _adapter in SETTINGS_TYPED_ADAPTERS:

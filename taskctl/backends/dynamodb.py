@@ -18,7 +18,7 @@ bad profile, a name or parameter DynamoDB rejects), UnavailableError (unreachabl
 missing credentials, access denied), OperationError (throttling and anything else).
 
 botocore is imported inside functions only: this module is itself loaded lazily through the registry, and a
-caller importing it for :func:`dynamodb_client` must not pay boto's start-up cost before it needs a client.
+caller importing it for :func:`make_client` must not pay boto's start-up cost before it needs a client.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from taskctl.errors import (
 from taskctl.urls import mask, mask_text, parse_dynamodb
 
 if TYPE_CHECKING:
-    from taskctl.config import Settings
+    pass
 
 #: seconds to open a TCP connection; an unreachable endpoint must fail within seconds, not minutes
 CONNECT_TIMEOUT = 2.0
@@ -75,14 +75,6 @@ _THROTTLED = {
     "RequestLimitExceeded",
 }
 _AUTH_HINT = "check the credentials (URL KEY:SECRET, --aws-profile, AWS_* variables) and their IAM permissions"
-
-
-def dynamodb_client(url: str, settings: Settings) -> Any:
-    """A client for URL with --endpoint-url, --region and --aws-profile from SETTINGS.
-
-    Kept for DynamoDBResultStore.from_settings; new callers pass explicit arguments to :func:`make_client`.
-    """
-    return make_client(url, endpoint_url=settings.endpoint_url, region=settings.region, profile=settings.aws_profile)
 
 
 def make_client(

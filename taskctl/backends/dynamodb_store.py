@@ -21,17 +21,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from taskctl.backends.base import StoredItem
-from taskctl.backends.dynamodb import dynamodb_client, translate_errors
+from taskctl.backends.dynamodb import make_client, translate_errors
 from taskctl.errors import OperationError
 from taskctl.formats.result import dynamodb_id, from_dynamodb_id
 from taskctl.urls import mask, parse_dynamodb
 
 if TYPE_CHECKING:
-    from taskctl.config import Settings
+    pass
 
 BATCH_GET = 100
 BATCH_WRITE = 25
@@ -40,15 +39,6 @@ WORKERS = 8
 SCAN_SEGMENTS = 4
 #: give up on keys DynamoDB keeps returning unprocessed after this long (throttled far beyond capacity)
 UNPROCESSED_DEADLINE = 300.0
-
-
-@dataclass(frozen=True)
-class _ClientOptions:
-    """What :func:`~taskctl.backends.dynamodb.dynamodb_client` reads, passed explicitly (no Settings here)."""
-
-    endpoint_url: str | None
-    region: str | None
-    aws_profile: str | None
 
 
 class DynamoDBResultStore:
@@ -87,9 +77,8 @@ class DynamoDBResultStore:
     ) -> DynamoDBResultStore:
         """ENDPOINT_URL and REGION override the URL's; PROFILE picks the credentials (transport options: none)."""
         parsed = parse_dynamodb(url)
-        opts = _ClientOptions(endpoint_url=endpoint_url, region=region, aws_profile=profile)
-        # dynamodb_client reads these three attributes only (shared with the table adapter)
-        return cls(url, dynamodb_client(url, cast("Settings", opts)), parsed.table, ttl_seconds=parsed.ttl_seconds)
+        client = make_client(url, endpoint_url=endpoint_url, region=region, profile=profile)
+        return cls(url, client, parsed.table, ttl_seconds=parsed.ttl_seconds)
 
     def describe(self) -> str:
         return f"table {self.table!r} at {mask(self.url)}"
