@@ -1,6 +1,13 @@
 _taskctl_completion() {
     local IFS=$'
 '
+    local prev=${COMP_WORDS[COMP_CWORD-1]}
+    [ "$prev" = "=" ] && prev=${COMP_WORDS[COMP_CWORD-2]}
+    case $prev in
+        -o|--output)
+            COMPREPLY=( $(compgen -W $'table\nplain\njson\njsonl\ncsv\ntsv' -- "${COMP_WORDS[COMP_CWORD]}") )
+            return 0 ;;
+    esac
     COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
                    COMP_CWORD=$COMP_CWORD \
                    _TASKCTL_COMPLETE=complete_bash $1 ) )
