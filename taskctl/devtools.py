@@ -85,8 +85,13 @@ def _replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _m: f"{start}\n{body}{end}", text)
 
 
+def formats_markdown() -> str:
+    return f"`-o {'|'.join(_formats())}`; the default is a table on a terminal and `plain` otherwise.\n"
+
+
 def render_readme(text: str) -> str:
-    """README.md with its generated exit-code table brought up to date (the rest is written by hand)."""
+    """README.md with its generated parts (output formats, exit codes) brought up to date; the rest is by hand."""
+    text = _replace_block(text, "formats", formats_markdown())
     return _replace_block(text, "exit-codes", exit_codes_markdown())
 
 

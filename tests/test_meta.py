@@ -57,6 +57,15 @@ def test_readme_is_a_five_minute_read_that_opens_with_the_two_commands() -> None
     assert "](docs/README.md)" in text and "](docs/reference.md)" in text
 
 
+def test_readme_describes_every_output_format() -> None:
+    from taskctl.cli import FORMATS
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Output formats", 1)[1].split("\n## ", 1)[0].split("<!-- formats:end -->", 1)[1]
+    missing = [f for f in FORMATS if f != "table" and f"`{f}`" not in section]
+    assert not missing, f"README's Output formats section does not describe {missing}"
+
+
 def _markdown_files() -> list[Path]:
     return [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]
 
