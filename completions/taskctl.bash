@@ -1,11 +1,12 @@
 _taskctl_completion() {
     local IFS=$'
 '
-    local prev=${COMP_WORDS[COMP_CWORD-1]}
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
+    [ "$cur" = "=" ] && cur=
     [ "$prev" = "=" ] && prev=${COMP_WORDS[COMP_CWORD-2]}
     case $prev in
         -o|--output)
-            COMPREPLY=( $(compgen -W $'table\nplain\njson\njsonl\ncsv\ntsv' -- "${COMP_WORDS[COMP_CWORD]}") )
+            COMPREPLY=( $(compgen -W $'table\nplain\njson\njsonl\ncsv\ntsv' -- "$cur") )
             return 0 ;;
     esac
     COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \

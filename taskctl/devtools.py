@@ -110,11 +110,12 @@ def _formats() -> list[str]:
 # options are accepted anywhere); everything else is asked of taskctl. Each anchor is a line of typer's template.
 _BASH_ANCHOR = "    COMPREPLY=( $( env COMP_WORDS="
 _BASH_FORMATS = """\
-    local prev=${{COMP_WORDS[COMP_CWORD-1]}}
+    local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
+    [ "$cur" = "=" ] && cur=
     [ "$prev" = "=" ] && prev=${{COMP_WORDS[COMP_CWORD-2]}}
     case $prev in
         -o|--output)
-            COMPREPLY=( $(compgen -W {words} -- "${{COMP_WORDS[COMP_CWORD]}}") )
+            COMPREPLY=( $(compgen -W {words} -- "$cur") )
             return 0 ;;
     esac
 """

@@ -142,6 +142,7 @@ def test_completion_answers_tab(run) -> None:  # type: ignore[no-untyped-def]
         (["taskctl", "-o", ""], ["table", "plain", "json", "jsonl", "csv", "tsv"]),
         (["taskctl", "result", "list", "-o", "js"], ["json", "jsonl"]),
         (["taskctl", "queue", "stats", "--output", "=", "c"], ["csv"]),
+        (["taskctl", "--output", "="], ["table", "plain", "json", "jsonl", "csv", "tsv"]),
     ],
 )
 def test_bash_completion_offers_output_formats_anywhere(words: list[str], expected: list[str]) -> None:
