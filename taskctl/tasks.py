@@ -255,6 +255,26 @@ def _death_queue(raw: msgfmt.RawMessage) -> str | None:
     return str(first) if first else None
 
 
+def _requeue_row(raw: msgfmt.RawMessage, source: str, to: str | None) -> tuple[RequeuedTask, str | None]:
+    """The row for RAW and its task name; a message that cannot be decoded still gets one (no id, no name)."""
+    try:
+        dec = msgfmt.decode(raw)
+        task_id, task = dec.task_id, dec.task
+        problem = None
+    except _POISON as exc:
+        task_id, task = None, None
+        problem = f"undecodable ({type(exc).__name__}): requeued as raw bytes"
+    try:
+        target = to or _death_queue(raw)
+    except _POISON:
+        target = to
+    return RequeuedTask(task_id, task, source, target, "requeued", note=problem), task
+
+
+#: what decoding a hostile message can raise (deep nesting, bad bytes, huge numbers)
+_POISON = (RecursionError, ValueError, TypeError, UnicodeError, OverflowError, KeyError)
+
+
 def requeue_from_queue(
     settings: Settings,
     source: str,
@@ -265,75 +285,108 @@ def requeue_from_queue(
     reset_expiry: bool = False,
     dry_run: bool = False,
 ) -> Outcome:
-    """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO; one pass."""
+    """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO; one pass.
+
+    Runs on taskctl.transfer: published with confirms, then acked; rows are shown once their batch is acked,
+    and an error part-way first commits what was confirmed, so a rerun never publishes it again.
+    """
+    from taskctl.transfer import Transfer
+
     broker = backends.open_broker(settings)
     start = broker.stats(source)  # NotFoundError (exit 3) before anything streams
     if not start.certain and start.messages == 0:
         events.warn(f"queue {source!r} is empty or missing ({broker.scheme}:// cannot tell)")
 
-    def gen(tally: _Tally) -> Iterator[RequeuedTask]:
+    def matches(raw: msgfmt.RawMessage) -> bool:
+        try:
+            name = msgfmt.task_name(raw)
+        except _POISON:
+            return False
+        return bool(name and task_glob and fnmatch.fnmatchcase(name, task_glob))
+
+    def dry(tally: _Tally) -> Iterator[RequeuedTask]:
+        """Nothing is published or acked: every message returns when the getter closes."""
         budget = start.messages if limit is None else min(limit, start.messages)
         now = dt.datetime.now(dt.UTC)
-        with broker.getter(source, purpose="requeue") as getter, broker.publisher(purpose="requeue") as pub:
-            # (delivery, row or None for a message another --task glob left alone)
-            pending: list[tuple[Any, RequeuedTask | None]] = []
-
-            def commit() -> Iterator[RequeuedTask]:
-                """Confirms first, then one ack up to the last message: a kill in between duplicates, never loses."""
-                if not pending:
-                    return
-                pub.flush()
-                getter.ack_upto(pending[-1][0])
-                for _, row in pending:
-                    if row is None:
-                        continue
-                    if row.action == "requeued":
-                        tally.done += 1
-                    yield row
-                pending.clear()
-
-            def keep(d: Any, row: RequeuedTask | None) -> None:
-                """Back to the tail of SOURCE (published, then acked with the rest): one pass, nothing re-read."""
-                if row is not None:
-                    tally.skipped += 1
-                if not dry_run:
-                    pub.publish(msgfmt.for_republish(d.raw), "", source)
-                pending.append((d, row))
-
+        with broker.getter(source, purpose="requeue dry run") as getter:
             seen = 0
-            taken = 0
-            while seen < start.messages and taken < budget:
+            while seen < start.messages and tally.total < budget:
                 d = getter.get()
                 if d is None:
                     break
                 seen += 1
-                dec = msgfmt.decode(d.raw)
-                if task_glob and not (dec.task and fnmatch.fnmatchcase(dec.task, task_glob)):
-                    keep(d, None)
-                else:
-                    taken += 1
-                    tally.total += 1
-                    target = to or _death_queue(d.raw)
-                    row = RequeuedTask(dec.task_id, dec.task, source, target, "requeued")
+                if task_glob and not matches(d.raw):
+                    continue
+                row, _ = _requeue_row(d.raw, source, to)
+                tally.total += 1
+                try:
                     fixed, note = _expiry_fix(d.raw, reset_expiry, now)
-                    if target is None:
-                        keep(d, replace(row, action="skipped", note="no x-death header: pass --to QUEUE"))
-                    elif fixed is None:
-                        keep(d, replace(row, action="skipped", note=note))
-                    elif dry_run:
-                        pending.append((d, replace(row, action="would-requeue", note=note)))
+                except _POISON:
+                    fixed, note = d.raw, None
+                if row.queue is None:
+                    tally.skipped += 1
+                    yield replace(row, action="skipped", note="no x-death header: pass --to QUEUE")
+                elif fixed is None:
+                    tally.skipped += 1
+                    yield replace(row, action="skipped", note=note)
+                else:
+                    tally.done += 1
+                    yield replace(row, action="would-requeue", note=note or row.note)
+
+    def gen(tally: _Tally) -> Iterator[RequeuedTask]:
+        if dry_run:
+            yield from dry(tally)
+            return
+        now = dt.datetime.now(dt.UTC)
+        ready: list[RequeuedTask] = []
+
+        def committed(items: list[Any]) -> None:
+            for item in items:
+                if isinstance(item.row, RequeuedTask):
+                    if item.row.action == "requeued":
                         tally.done += 1
+                    ready.append(item.row)
+
+        with broker.publisher(purpose="requeue") as pub:
+            t = Transfer(
+                broker,
+                source,
+                commit=lambda: None,  # the publisher's confirms are the commit
+                verb="requeued from",
+                where=repr(source),
+                limit=limit,
+                select=matches if task_glob else None,
+                putback=pub,
+                sink=pub,
+                scan=start.messages,
+                batch=REQUEUE_BATCH,
+                use_get=True,
+                purpose="requeue",
+                on_commit=committed,
+            )
+            with t.guard():
+                for item in t:
+                    row, _ = _requeue_row(item.raw, source, to)
+                    tally.total += 1
+                    try:
+                        fixed, note = _expiry_fix(item.raw, reset_expiry, now)
+                    except _POISON:
+                        fixed, note = item.raw, None
+                    if row.queue is None:
+                        item.row = replace(row, action="skipped", note="no x-death header: pass --to QUEUE")
+                        tally.skipped += 1
+                        t.put_back(item)
+                    elif fixed is None:
+                        item.row = replace(row, action="skipped", note=note)
+                        tally.skipped += 1
+                        t.put_back(item)
                     else:
-                        pub.check_destination("", target)
-                        pub.publish(msgfmt.for_republish(fixed), "", target)
-                        pending.append((d, replace(row, note=note)))
-                if dry_run:
-                    # nothing is published or acked: every message returns when the channel closes
-                    yield from (row for _, row in pending if row is not None)
-                    pending.clear()
-                elif len(pending) >= REQUEUE_BATCH:
-                    yield from commit()
-            yield from commit()
+                        pub.check_destination("", row.queue)
+                        pub.publish(msgfmt.for_republish(fixed), "", row.queue)
+                        item.row = replace(row, note=note or row.note)
+                    yield from ready
+                    ready.clear()
+            yield from ready
 
     return _streaming(gen)
 

@@ -66,7 +66,7 @@ def wait_for(cond: Any, timeout: float = 60) -> None:
 
 
 def finish(run: Any, url: str, q: str, path: Path) -> None:
-    r = run("queue", "drain", q, "--file", str(path), "--idle", "1", "--broker", url)
+    r = run("queue", "drain", "--yes", q, "--file", str(path), "--idle", "1", "--broker", url)
     assert r.exit_code == 0, r.stderr
 
 
@@ -88,7 +88,7 @@ def test_sigkill_drain_loses_nothing(
     b, (q, _) = queues
     ids = fill(b, q)
     out = tmp_path / "drain.jsonl"
-    p = subprocess.Popen([*taskctl_cmd, "queue", "drain", q, "--file", str(out), "--broker", rabbitmq_url])
+    p = subprocess.Popen([*taskctl_cmd, "queue", "drain", "--yes", q, "--file", str(out), "--broker", rabbitmq_url])
     try:
         wait_for(lambda: count_lines(out) >= kill_at or p.poll() is not None)
     finally:
@@ -109,7 +109,7 @@ def test_sigkill_move_loses_nothing(
 ) -> None:
     b, (src, dst) = queues
     ids = fill(b, src)
-    p = subprocess.Popen([*taskctl_cmd, "queue", "move", src, dst, "--broker", rabbitmq_url])
+    p = subprocess.Popen([*taskctl_cmd, "queue", "move", "--yes", src, dst, "--broker", rabbitmq_url])
     try:
         wait_for(lambda: b.stats(dst).messages >= kill_at or p.poll() is not None)
     finally:
@@ -156,7 +156,7 @@ def test_broker_closes_connection_mid_drain(
     # a long --idle keeps the connection open until the close lands: the drain can empty the queue before the
     # management API lists its connection; closed mid-drain or while waiting, it must exit 5 and lose nothing
     p = subprocess.Popen(
-        [*taskctl_cmd, "queue", "drain", q, "--file", str(out), "--idle", "25", "--broker", rabbitmq_url],
+        [*taskctl_cmd, "queue", "drain", "--yes", q, "--file", str(out), "--idle", "25", "--broker", rabbitmq_url],
         stderr=subprocess.PIPE,
         text=True,
     )
