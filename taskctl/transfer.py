@@ -144,7 +144,7 @@ class Transfer:
         self.tally = Tally()
         #: filter without a publisher to put messages back: the broker must return them in place
         self.leave = select is not None and broker.returns_in_place and not use_get
-        if select is not None and not self.leave and putback is None and not use_get:
+        if select is not None and not self.leave and putback is None:
             raise UsageError("a filtered pass needs a publisher to put other messages back")
         self.scan = scan
         self.prefetch = prefetch

@@ -147,7 +147,9 @@ def test_drain_limit_and_stdout_lines(qenv: Env, run: Any) -> None:
 def test_drain_task_glob_one_pass_puts_others_back_in_order(qenv: Env, run: Any, tmp_path: Path) -> None:
     ids = qenv.fill(10)
     out = tmp_path / "adds.jsonl"
-    r = run("queue", "drain", "--yes", qenv.queue, "--task", "app.add", "--file", str(out), "--idle", "0.5", "-o", "json")
+    r = run(
+        "queue", "drain", "--yes", qenv.queue, "--task", "app.add", "--file", str(out), "--idle", "0.5", "-o", "json"
+    )
     assert r.exit_code == 0, r.stderr
     # RabbitMQ returns the messages not taken to their place (never acked), elsewhere they go back to the tail
     put_back = 0 if qenv.scheme == "amqp" else 5
@@ -161,7 +163,21 @@ def test_drain_task_glob_one_pass_puts_others_back_in_order(qenv: Env, run: Any,
 
 def test_move_with_task_and_limit(qenv: Env, run: Any) -> None:
     qenv.fill(8)
-    r = run("queue", "move", "--yes", qenv.queue, qenv.other, "--task", "app.mul", "--limit", "3", "--idle", "0.5", "-o", "json")
+    r = run(
+        "queue",
+        "move",
+        "--yes",
+        qenv.queue,
+        qenv.other,
+        "--task",
+        "app.mul",
+        "--limit",
+        "3",
+        "--idle",
+        "0.5",
+        "-o",
+        "json",
+    )
     assert r.exit_code == 0, r.stderr
     assert r.json["count"] == 3 and r.json["action"] == "move"
     moved = run("queue", "peek", qenv.other, "-n", "10", "-o", "json").json

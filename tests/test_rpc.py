@@ -168,7 +168,9 @@ def test_rpc_drain_all_idle_deletes_abandoned_queues(vhost_url: str, run: Any, t
         pub.publish(msg, "", oid)
         pub.flush()
     out = tmp_path / "rpc.jsonl"
-    r = run("rpc", "drain", "--yes", "--all", "--idle-for", "0", "--file", str(out), "--broker", vhost_url, "-o", "json")
+    r = run(
+        "rpc", "drain", "--yes", "--all", "--idle-for", "0", "--file", str(out), "--broker", vhost_url, "-o", "json"
+    )
     assert r.exit_code == 0, r.stderr
     assert [(x["source"], x["count"]) for x in r.json] == [(oid, 1)]
     lines = [json.loads(x) for x in out.read_text().splitlines()]
