@@ -1,13 +1,15 @@
 """Queue operations, the library behind `taskctl queue`: one import for the two halves.
 
-taskctl.queue_inspect looks (stats, list, peek) and purges; taskctl.queue_transfer takes messages off and puts
-them back (drain, move, publish) through the one transfer engine, taskctl.transfer.
+taskctl.queue_inspect looks (stats, list, peek) and purges; taskctl.queue_transfer takes messages off (drain,
+move) through the one transfer engine, taskctl.transfer; taskctl.queue_publish puts drained ones back.
 """
 
 from __future__ import annotations
 
+from taskctl.drainfile import LineFile, raw_record
 from taskctl.queue_inspect import list_queues, management_api, peek, purge, queue_message, stats
-from taskctl.queue_transfer import FILESYSTEM_WARNING, LineFile, drain, move, publish, raw_record, read_records
+from taskctl.queue_publish import publish, read_records
+from taskctl.queue_transfer import FILESYSTEM_WARNING, drain, move
 from taskctl.transfer import BATCH, COMMIT_IDLE, PREFETCH
 
 __all__ = [

@@ -31,10 +31,10 @@ def amqp(rabbitmq_url: str, unique_name: str) -> Iterator[tuple[Any, str, str]]:
         b.delete_queue(q)
 
 
-def fill(b: Any, q: str, n: int, name: str = "app.add") -> list[str]:
+def fill(b: Any, q: str, n: int, name: str = "app.add", start: int = 0) -> list[str]:
     ids = []
     with b.publisher() as pub:
-        for i in range(n):
+        for i in range(start, start + n):
             tid = f"t-{i:06d}"
             ids.append(tid)
             pub.publish(build_task_message(name, [i, i], {}, task_id=tid, queue=q), "", q)
@@ -278,7 +278,7 @@ def test_poison_message_is_drained_raw_and_reported(amqp: Any, rabbitmq_url: str
         pub.publish(poison(src), "", src)
         pub.publish(RawMessage(b"\xff\xfe\x00bad", "application/json", "utf-8", {}), "", src)
         pub.flush()
-    fill(b, src, 2)
+    fill(b, src, 2, start=3)
     out = tmp_path / "p.jsonl"
     r = run("queue", "drain", "--yes", src, "--file", str(out), "--idle", "0.5", "-o", "json", "--broker", rabbitmq_url)
     assert r.exit_code == 0, r.stderr
@@ -301,7 +301,7 @@ def test_requeue_with_poison_publishes_each_message_once(amqp: Any, rabbitmq_url
     with b.publisher() as pub:
         pub.publish(poison(src), "", src)
         pub.flush()
-    fill(b, src, 2)
+    fill(b, src, 2, start=2)
     for _ in range(3):
         r = run("task", "requeue", "--from", src, "--to", dst, "--yes", "-o", "json", "--broker", rabbitmq_url)
         assert r.exit_code in (0, 1), r.stderr
