@@ -20,7 +20,7 @@ from taskctl import backends, events
 from taskctl.formats import message as msgfmt
 from taskctl.models import Outcome, RequeuedTask
 from taskctl.tasks import REQUEUE_BATCH, _streaming, _Tally
-from taskctl.transfer import Transfer
+from taskctl.transfer import Item, Transfer
 
 if TYPE_CHECKING:
     from taskctl.config import Settings
@@ -142,7 +142,7 @@ def requeue_from_queue(
         now = dt.datetime.now(dt.UTC)
         ready: list[RequeuedTask] = []
 
-        def committed(items: list[Any]) -> None:
+        def committed(items: list[Item]) -> None:
             for item in items:
                 if isinstance(item.row, RequeuedTask):
                     if item.row.action == "requeued":

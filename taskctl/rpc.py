@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from taskctl import backends, events
 from taskctl.config import Settings
 from taskctl.drainfile import POISON, LineFile, raw_record
-from taskctl.errors import ConflictError, NotFoundError, UsageError
+from taskctl.errors import ConflictError, NotFoundError, OperationError, UsageError
 from taskctl.formats.message import RawMessage, decode, message_json, to_record
 from taskctl.models import BrokerQueue, RpcResult, TransferSummary
 from taskctl.queue_inspect import management_api
@@ -158,10 +158,13 @@ def _drain_queue_to_file(settings: Settings, q: str, path: Path, *, keep: bool, 
     n = 0
     try:
         if keep:
-            for raw in _peek_queue(broker, q):
-                out.write(_record(raw, q))
-                n += 1
-            out.commit()
+            try:
+                for raw in _peek_queue(broker, q):
+                    out.write(_record(raw, q))
+                    n += 1
+                out.commit()
+            except OSError as exc:
+                raise OperationError(f"cannot write {path}: {exc.strerror or exc}; nothing was removed") from None
         else:
             t = Transfer(
                 broker,
