@@ -94,17 +94,16 @@ class Tally:
         return text + "; the rest stay in the queue"
 
 
-@dataclass
 class Item:
     """One message on its way: RAW to hand over; the caller may attach a row to report after the commit."""
 
-    delivery: Delivery
-    taken: bool = True
-    row: object = None
+    __slots__ = ("delivery", "raw", "row", "taken")
 
-    @property
-    def raw(self) -> RawMessage:
-        return self.delivery.raw
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.raw: RawMessage = delivery.raw
+        self.taken = True
+        self.row: object = None
 
 
 class Transfer:
@@ -216,27 +215,29 @@ class Transfer:
             pending = self._pending
             try:
                 idle_since = time.monotonic()
+                limit, select, batch, idle = self.limit, self.select, self.batch, self.idle
+                monotonic = time.monotonic
                 while True:
-                    if self.limit is not None and t.handed >= self.limit:
+                    if limit is not None and t.handed >= limit:
                         t.stopped = "limit"
                         break
                     if scan is not None and t.seen >= scan:
-                        t.stopped = "one-pass" if self.select is not None else "end"
+                        t.stopped = "one-pass" if select is not None else "end"
                         break
-                    d = source.next(COMMIT_IDLE if pending else min(COMMIT_IDLE, self.idle))
+                    d = source.next(COMMIT_IDLE if pending else min(COMMIT_IDLE, idle))
                     if d is None:
                         self._commit()
                         if self.use_get:
                             t.stopped = "end"
                             break
-                        if time.monotonic() - idle_since >= self.idle:
+                        if monotonic() - idle_since >= idle:
                             t.stopped = "idle"
                             break
                         continue
-                    idle_since = time.monotonic()
+                    idle_since = monotonic()
                     t.seen += 1
                     item = Item(d)
-                    if self.select is not None and not self.select(d.raw):
+                    if select is not None and not select(d.raw):
                         item.taken = False
                         if self.leave:
                             t.left += 1
@@ -252,7 +253,7 @@ class Transfer:
                         if item.taken:
                             t.handed += 1
                         pending.append(item)
-                    if len(pending) >= self.batch:
+                    if len(pending) >= batch:
                         self._commit()
                 self._commit()
             except BaseException:
