@@ -156,6 +156,8 @@ class Broker(Protocol):
     masked_url: str
     vhost: str
 
+    @classmethod
+    def from_url(cls, url: str, *, transport_options: dict[str, Any] | None = None) -> Broker: ...
     def stats(self, queue: str) -> QueueCounts: ...  # by passive declare; NotFoundError (exit 3) if missing
     def peek(self, queue: str, limit: int) -> list[Delivery]: ...  # by basic_get, all given back
     def getter(self, queue: str, purpose: str = "get") -> AbstractContextManager[Getter]: ...
@@ -175,6 +177,8 @@ class Management(Protocol):
     vhost: str
     timeout: float
 
+    @classmethod
+    def from_url(cls, broker_url: str, *, management_url: str | None = None, timeout: float = 10.0) -> Management: ...
     def iter_queues(self, vhost: str | None = None) -> Iterator[BrokerQueue]: ...  # every queue, paged
     def queue(self, name: str, vhost: str | None = None) -> BrokerQueue: ...  # NotFoundError when missing
     def server_version(self) -> str | None: ...  # RabbitMQ's version ("3.10.8"), None if not told
