@@ -338,6 +338,12 @@ def test_removals_need_yes_off_a_terminal(
 # -- queue stats, publish --to ---------------------------------------------------------------------------------------
 
 
+def test_rpc_drain_all_needs_yes_off_a_terminal(rabbitmq_url: str, run: Any) -> None:
+    """`rpc drain --all --idle-for 0 < /dev/null` once deleted reply queues: now it refuses before listing any."""
+    r = run("rpc", "drain", "--all", "--idle-for", "0", "--broker", rabbitmq_url, input="")
+    assert r.exit_code == 2 and "without --yes" in r.stderr and "--dry-run" in r.stderr
+
+
 def test_stats_prints_existing_rows_then_exits_3(amqp: Any, rabbitmq_url: str, run: Any) -> None:
     b, src, dst = amqp
     fill(b, src, 2)
