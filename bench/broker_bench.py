@@ -144,7 +144,7 @@ def main() -> None:
         fill(b, q, n)
         rows["purge_celery"], _ = timed([*celery, "purge", "-f", "-Q", q])
         fill(b, q, n)
-        rows["move_taskctl"], _ = timed([*taskctl, "queue", "move", q, q2, "--idle", "0.5"])
+        rows["move_taskctl"], _ = timed([*taskctl, "queue", "move", q, q2, "--idle", "0.5", "--yes"])
         moved = b.stats(q2).messages
         assert moved == n, moved
         b.purge(q2)

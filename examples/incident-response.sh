@@ -19,7 +19,7 @@ case $step in
     [ $# -ge 2 ] || usage
     queue=$1 file=$2 glob=${3:-}
     # FILE is appended to, never truncated; each message is acked only after its line is on disk
-    args=(queue drain "$queue" --file "$file" --idle 2s -o json)
+    args=(queue drain "$queue" --file "$file" --idle 2s --yes -o json)
     [ -n "$glob" ] && args+=(--task "$glob")
     taskctl "${args[@]}" | jq -r '"drained \(.count) messages from \(.source) to \(.destination) (\(.put_back) put back)"'
     ;;

@@ -7,12 +7,10 @@ resets it. Messages are published with confirms and only then acked in the sourc
 
 from __future__ import annotations
 
-import datetime as dt
-import fnmatch
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from taskctl import backends, events, results
 from taskctl.errors import ExitCode
@@ -59,39 +57,6 @@ def _streaming(gen: Callable[[_Tally], Iterator[RequeuedTask]]) -> Outcome:
     return outcome
 
 
-def _past(value: Any, now: dt.datetime) -> bool:
-    t = msgfmt.parse_time(value)
-    return t is not None and t <= now
-
-
-def _expiry_fix(raw: msgfmt.RawMessage, reset: bool, now: dt.datetime) -> tuple[msgfmt.RawMessage | None, str | None]:
-    """The message to publish (None: skip) and a note, after the §5.5 expires/eta check."""
-    problems = msgfmt.republish_problems(raw, now)
-    if not problems:
-        return raw, None
-    if not reset:
-        return None, "; ".join(problems) + " (--reset-expiry to run it now)"
-    headers = dict(raw.headers or {})
-    if "task" not in headers:
-        return None, "protocol 1 message: its expires/eta live in the body and are not rewritten"
-    cleared = [h for h in ("expires", "eta") if _past(headers.get(h), now)]
-    for h in cleared:
-        headers[h] = None
-    return replace(raw, headers=headers), "cleared past " + " and ".join(cleared)
-
-
-def _death_queue(raw: msgfmt.RawMessage) -> str | None:
-    """The queue RabbitMQ dead-lettered the message from: the newest ``x-death`` entry's ``queue``."""
-    deaths = (raw.headers or {}).get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        q = deaths[0].get("queue")
-        if isinstance(q, bytes):
-            q = q.decode("utf-8", "replace")
-        return str(q) if q else None
-    first = (raw.headers or {}).get("x-first-death-queue")
-    return str(first) if first else None
-
-
 def requeue_from_queue(
     settings: Settings,
     source: str,
@@ -102,77 +67,12 @@ def requeue_from_queue(
     reset_expiry: bool = False,
     dry_run: bool = False,
 ) -> Outcome:
-    """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO; one pass."""
-    broker = backends.open_broker(settings)
-    start = broker.stats(source)  # NotFoundError (exit 3) before anything streams
-    if not start.certain and start.messages == 0:
-        events.warn(f"queue {source!r} is empty or missing ({broker.scheme}:// cannot tell)")
+    """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO (taskctl.requeue_queue)."""
+    from taskctl import requeue_queue
 
-    def gen(tally: _Tally) -> Iterator[RequeuedTask]:
-        budget = start.messages if limit is None else min(limit, start.messages)
-        now = dt.datetime.now(dt.UTC)
-        with broker.getter(source, purpose="requeue") as getter, broker.publisher(purpose="requeue") as pub:
-            # (delivery, row or None for a message another --task glob left alone)
-            pending: list[tuple[Any, RequeuedTask | None]] = []
-
-            def commit() -> Iterator[RequeuedTask]:
-                """Confirms first, then one ack up to the last message: a kill in between duplicates, never loses."""
-                if not pending:
-                    return
-                pub.flush()
-                getter.ack_upto(pending[-1][0])
-                for _, row in pending:
-                    if row is None:
-                        continue
-                    if row.action == "requeued":
-                        tally.done += 1
-                    yield row
-                pending.clear()
-
-            def keep(d: Any, row: RequeuedTask | None) -> None:
-                """Back to the tail of SOURCE (published, then acked with the rest): one pass, nothing re-read."""
-                if row is not None:
-                    tally.skipped += 1
-                if not dry_run:
-                    pub.publish(msgfmt.for_republish(d.raw), "", source)
-                pending.append((d, row))
-
-            seen = 0
-            taken = 0
-            while seen < start.messages and taken < budget:
-                d = getter.get()
-                if d is None:
-                    break
-                seen += 1
-                dec = msgfmt.decode(d.raw)
-                if task_glob and not (dec.task and fnmatch.fnmatchcase(dec.task, task_glob)):
-                    keep(d, None)
-                else:
-                    taken += 1
-                    tally.total += 1
-                    target = to or _death_queue(d.raw)
-                    row = RequeuedTask(dec.task_id, dec.task, source, target, "requeued")
-                    fixed, note = _expiry_fix(d.raw, reset_expiry, now)
-                    if target is None:
-                        keep(d, replace(row, action="skipped", note="no x-death header: pass --to QUEUE"))
-                    elif fixed is None:
-                        keep(d, replace(row, action="skipped", note=note))
-                    elif dry_run:
-                        pending.append((d, replace(row, action="would-requeue", note=note)))
-                        tally.done += 1
-                    else:
-                        pub.check_destination("", target)
-                        pub.publish(msgfmt.for_republish(fixed), "", target)
-                        pending.append((d, replace(row, note=note)))
-                if dry_run:
-                    # nothing is published or acked: every message returns when the channel closes
-                    yield from (row for _, row in pending if row is not None)
-                    pending.clear()
-                elif len(pending) >= REQUEUE_BATCH:
-                    yield from commit()
-            yield from commit()
-
-    return _streaming(gen)
+    return requeue_queue.requeue_from_queue(
+        settings, source, to=to, limit=limit, task_glob=task_glob, reset_expiry=reset_expiry, dry_run=dry_run
+    )
 
 
 def requeue_from_results(

@@ -66,7 +66,7 @@ def wait_for(cond: Any, timeout: float = 60) -> None:
 
 
 def finish(run: Any, url: str, q: str, path: Path) -> None:
-    r = run("queue", "drain", q, "--file", str(path), "--idle", "1", "--broker", url)
+    r = run("queue", "drain", "--yes", q, "--file", str(path), "--idle", "1", "--broker", url)
     assert r.exit_code == 0, r.stderr
 
 
@@ -88,7 +88,7 @@ def test_sigkill_drain_loses_nothing(
     b, (q, _) = queues
     ids = fill(b, q)
     out = tmp_path / "drain.jsonl"
-    p = subprocess.Popen([*taskctl_cmd, "queue", "drain", q, "--file", str(out), "--broker", rabbitmq_url])
+    p = subprocess.Popen([*taskctl_cmd, "queue", "drain", "--yes", q, "--file", str(out), "--broker", rabbitmq_url])
     try:
         wait_for(lambda: count_lines(out) >= kill_at or p.poll() is not None)
     finally:
@@ -109,7 +109,7 @@ def test_sigkill_move_loses_nothing(
 ) -> None:
     b, (src, dst) = queues
     ids = fill(b, src)
-    p = subprocess.Popen([*taskctl_cmd, "queue", "move", src, dst, "--broker", rabbitmq_url])
+    p = subprocess.Popen([*taskctl_cmd, "queue", "move", "--yes", src, dst, "--broker", rabbitmq_url])
     try:
         wait_for(lambda: b.stats(dst).messages >= kill_at or p.poll() is not None)
     finally:
@@ -156,7 +156,7 @@ def test_broker_closes_connection_mid_drain(
     # a long --idle keeps the connection open until the close lands: the drain can empty the queue before the
     # management API lists its connection; closed mid-drain or while waiting, it must exit 5 and lose nothing
     p = subprocess.Popen(
-        [*taskctl_cmd, "queue", "drain", q, "--file", str(out), "--idle", "25", "--broker", rabbitmq_url],
+        [*taskctl_cmd, "queue", "drain", "--yes", q, "--file", str(out), "--idle", "25", "--broker", rabbitmq_url],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -175,3 +175,87 @@ def test_broker_closes_connection_mid_drain(
     got = Counter(file_ids(out))
     assert set(got) == ids
     assert sum(got.values()) - len(got) <= PREFETCH
+
+
+def _kill_when(p: subprocess.Popen[Any], cond: Any) -> None:
+    try:
+        wait_for(lambda: cond() or p.poll() is not None)
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_sigkill_drain_to_stdout_loses_nothing(
+    queues: Any, rabbitmq_url: str, run: Any, taskctl_cmd: list[str], tmp_path: Path
+) -> None:
+    b, (q, _) = queues
+    ids = fill(b, q)
+    out = tmp_path / "stdout.jsonl"
+    with out.open("wb") as fh:
+        p = subprocess.Popen(
+            [*taskctl_cmd, "queue", "drain", "--yes", q, "-o", "jsonl", "--broker", rabbitmq_url], stdout=fh
+        )
+        _kill_when(p, lambda: count_lines(out) >= 6_000)
+    assert count_lines(out) < TOTAL, "drain finished before the kill"
+    finish(run, rabbitmq_url, q, out)
+    got = Counter(file_ids(out))
+    assert set(got) == ids, f"lost {len(ids - set(got))}"
+    assert sum(got.values()) - len(got) <= PREFETCH
+
+
+def test_sigkill_requeue_from_queue_loses_nothing(
+    queues: Any, rabbitmq_url: str, run: Any, taskctl_cmd: list[str], tmp_path: Path
+) -> None:
+    b, (src, dst) = queues
+    ids = fill(b, src)
+    p = subprocess.Popen(
+        [*taskctl_cmd, "task", "requeue", "--from", src, "--to", dst, "--yes", "-o", "jsonl", "--broker", rabbitmq_url],
+        stdout=subprocess.DEVNULL,
+    )
+    _kill_when(p, lambda: b.stats(dst).messages >= 3_000)
+    assert b.stats(dst).messages < TOTAL, "requeue finished before the kill"
+    out_src, out_dst = tmp_path / "src.jsonl", tmp_path / "dst.jsonl"
+    finish(run, rabbitmq_url, src, out_src)
+    finish(run, rabbitmq_url, dst, out_dst)
+    got = Counter(file_ids(out_src) + file_ids(out_dst))
+    assert set(got) == ids, f"lost {len(ids - set(got))}"
+    assert sum(got.values()) - len(got) <= 200  # the requeue batch
+
+
+def test_sigkill_rpc_drain_to_file_loses_nothing(
+    queues: Any, rabbitmq_url: str, run: Any, taskctl_cmd: list[str], tmp_path: Path
+) -> None:
+    """rpc drain reads with basic_get (never consume a reply queue); same at-least-once guarantee."""
+    b, (q, _) = queues
+    ids = fill(b, q, 8_000)
+    out = tmp_path / "rpc.jsonl"
+    p = subprocess.Popen(
+        [*taskctl_cmd, "rpc", "drain", "--yes", q, "--file", str(out), "--broker", rabbitmq_url],
+        stdout=subprocess.DEVNULL,
+    )
+    _kill_when(p, lambda: count_lines(out) >= 1_000)
+    first = count_lines(out)
+    assert first < 8_000, "rpc drain finished before the kill"
+    finish(run, rabbitmq_url, q, out)
+    got = Counter(file_ids(out))
+    assert set(got) == ids, f"lost {len(ids - set(got))}"
+    assert sum(got.values()) - len(got) <= 100  # the rpc batch
+
+
+def test_sigkill_rpc_drain_to_stdout_loses_nothing(
+    queues: Any, rabbitmq_url: str, run: Any, taskctl_cmd: list[str], tmp_path: Path
+) -> None:
+    b, (q, _) = queues
+    ids = fill(b, q, 8_000)
+    out = tmp_path / "rpc-stdout.jsonl"
+    with out.open("wb") as fh:
+        p = subprocess.Popen(
+            [*taskctl_cmd, "rpc", "drain", "--yes", q, "-o", "jsonl", "--broker", rabbitmq_url], stdout=fh
+        )
+        _kill_when(p, lambda: count_lines(out) >= 1_000)
+    assert count_lines(out) < 8_000, "rpc drain finished before the kill"
+    rest = tmp_path / "rest.jsonl"
+    finish(run, rabbitmq_url, q, rest)
+    got = Counter([json.loads(x)["task_id"] for x in out.read_text().splitlines() if x.endswith("}")] + file_ids(rest))
+    assert set(got) == ids, f"lost {len(ids - set(got))}"
+    assert sum(got.values()) - len(got) <= 100

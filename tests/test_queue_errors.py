@@ -49,7 +49,7 @@ def test_bad_messages_peek_one_line_and_drain_keeps_them_raw(
     assert "undecodable: body is not valid JSON" in rows[0]
     assert "unknown content type" in rows[1]
     out = tmp_path / "bad.jsonl"
-    r = run("queue", "drain", q, "--file", str(out), "--idle", "0.5")
+    r = run("queue", "drain", "--yes", q, "--file", str(out), "--idle", "0.5")
     assert r.exit_code == 0, r.stderr
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert [base64.b64decode(x["message"]["body"]) for x in recs] == [m.body for m in BAD]
@@ -61,7 +61,7 @@ def test_missing_queue_exit_3(rabbitmq_url: str, run: Any) -> None:
     for args in (
         ["queue", "stats", "no-such-q-x1"],
         ["queue", "peek", "no-such-q-x1"],
-        ["queue", "drain", "no-such-q-x1"],
+        ["queue", "drain", "no-such-q-x1", "--yes"],
     ):
         r = run(*args, "--broker", rabbitmq_url)
         assert r.exit_code == 3, (args, r.stderr)
@@ -96,7 +96,7 @@ def test_quorum_queue_with_delivery_limit_refuses_peek(rabbitmq_url: str, unique
     b.declare_queue(unique_name, arguments={"x-queue-type": "quorum", "x-delivery-limit": 2})
     try:
         r = run("queue", "peek", unique_name, "--broker", rabbitmq_url)
-        assert r.exit_code == 2 and "delivery limit 2" in r.stderr and "--force" in r.stderr
+        assert r.exit_code == 4 and "delivery limit 2" in r.stderr and "--force" in r.stderr
         r = run("queue", "peek", unique_name, "--force", "--broker", rabbitmq_url)
         assert r.exit_code == 0 and "quorum queue" in r.stderr
     finally:

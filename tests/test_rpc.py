@@ -102,7 +102,7 @@ def test_rpc_drain_shows_results_of_an_exited_client(celery_app: tuple[Path, str
         boom = next(x for x in r.json if x["task_id"] == ids[3])
         assert boom["result"]["exc_type"] == "ValueError" and boom["removed"] is False
         assert b.stats(oid).messages == 4  # --peek left them
-        r = run("rpc", "drain", oid, "--broker", rabbitmq_url)
+        r = run("rpc", "drain", oid, "--yes", "--broker", rabbitmq_url)
         assert r.exit_code == 0, r.stderr
         assert "ValueError: boom" in r.stdout and r.stdout.count("SUCCESS") == 3
         assert b.stats(oid).messages == 0  # removed, and the queue still exists (never consumed)
@@ -119,7 +119,7 @@ def test_rpc_drain_shows_results_of_an_exited_client(celery_app: tuple[Path, str
 
 
 def test_rpc_drain_missing_queue_exit_3_and_usage(rabbitmq_url: str, run: Any) -> None:
-    r = run("rpc", "drain", "00000000-0000-0000-0000-000000000000", "--broker", rabbitmq_url)
+    r = run("rpc", "drain", "00000000-0000-0000-0000-000000000000", "--yes", "--broker", rabbitmq_url)
     assert r.exit_code == 3 and "does not exist" in r.stderr
     r = run("rpc", "drain", "--broker", rabbitmq_url)
     assert r.exit_code == 2
@@ -168,7 +168,9 @@ def test_rpc_drain_all_idle_deletes_abandoned_queues(vhost_url: str, run: Any, t
         pub.publish(msg, "", oid)
         pub.flush()
     out = tmp_path / "rpc.jsonl"
-    r = run("rpc", "drain", "--all", "--idle-for", "0", "--file", str(out), "--broker", vhost_url, "-o", "json")
+    r = run(
+        "rpc", "drain", "--yes", "--all", "--idle-for", "0", "--file", str(out), "--broker", vhost_url, "-o", "json"
+    )
     assert r.exit_code == 0, r.stderr
     assert [(x["source"], x["count"]) for x in r.json] == [(oid, 1)]
     lines = [json.loads(x) for x in out.read_text().splitlines()]

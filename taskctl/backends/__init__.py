@@ -27,7 +27,7 @@ RESULT_STORES: dict[str, str] = {
 TABLE_ADMINS: dict[str, str] = {
     "dynamodb": "taskctl.backends.dynamodb:DynamoDBTableAdmin",
 }
-BROKER = "taskctl.backends.broker:KombuBroker"
+BROKER = "taskctl.backends.kombu_broker:KombuBroker"
 MANAGEMENT = "taskctl.backends.management:ManagementAPI"
 CONTROL = "taskctl.backends.control:KombuControl"
 
@@ -93,11 +93,18 @@ def open_control(settings: Settings, url: str | None = None) -> RemoteControl:
 
 
 def open_broker(settings: Settings, url: str | None = None) -> Broker:
+    """The broker adapter for URL (default: the configured broker), with the configured transport options."""
     cls = load(BROKER)
-    return cls.from_settings(url or settings.broker, settings)  # type: ignore[no-any-return]
+    return cls.from_url(url or settings.broker, transport_options=settings.transport_options)  # type: ignore[no-any-return]
 
 
-def open_management(settings: Settings, broker_url: str | None = None) -> Management:
-    """RabbitMQ's HTTP management API: --management-url, else the broker's host on port 15672."""
+def open_management(settings: Settings, broker_url: str | None = None, *, timeout: float | None = None) -> Management:
+    """RabbitMQ's HTTP management API: --management-url, else the broker's host on port 15672.
+
+    TIMEOUT (seconds per request) is for checks on the way to another operation, which must not stall.
+    """
     cls = load(MANAGEMENT)
-    return cls.from_settings(broker_url or settings.broker, settings)  # type: ignore[no-any-return]
+    kwargs: dict[str, Any] = {"management_url": settings.management_url}
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    return cls.from_url(broker_url or settings.broker, **kwargs)  # type: ignore[no-any-return]

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from taskctl.config import Settings
     from taskctl.formats.control import Reply
+    from taskctl.formats.message import RawMessage
+    from taskctl.models import BrokerQueue
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,55 @@ class RemoteControl(Protocol):
     def revoked(self, *, timeout: float) -> list[Reply]: ...  # one Reply per worker, value = its revoked ids
 
 
+@dataclass(frozen=True)
+class QueueCounts:
+    """What a passive declare tells: ready messages and consumers (None where the transport cannot tell)."""
+
+    queue: str
+    messages: int
+    consumers: int | None
+    #: False only where the transport cannot tell a missing queue from an empty one (Redis, filesystem)
+    certain: bool = True
+
+
+@dataclass
+class Delivery:
+    """A received message and the tag that acks it (the tag is the adapter's business)."""
+
+    raw: RawMessage
+    tag: object
+
+
+class Getter(Protocol):
+    """``basic_get`` one message at a time; anything not acked returns to the queue when the getter closes."""
+
+    def get(self) -> Delivery | None: ...  # None: the queue is empty now
+    def ack_upto(self, delivery: Delivery) -> int: ...  # acks DELIVERY and all got before it; how many
+
+
+class Consumer(Protocol):
+    """A manual-ack consumer with a prefetch window; unacked deliveries return to the queue on close."""
+
+    def next(self, timeout: float) -> Delivery | None: ...  # None after TIMEOUT s with no message
+    def ack_upto(self, delivery: Delivery) -> int: ...  # acks DELIVERY and all delivered before it
+    def ack_one(self, delivery: Delivery) -> None: ...  # acks DELIVERY alone (others stay unacked)
+
+
+class Publisher(Protocol):
+    """Publishes with confirms on a connection of its own; ``flush`` returns once every publish is confirmed."""
+
+    #: messages published so far
+    sent: int
+
+    @property
+    def confirmed(self) -> int: ...  # how many of them the broker confirmed
+    def check_destination(self, exchange: str, routing_key: str) -> None: ...  # NotFoundError if missing
+    def publish(self, raw: RawMessage, exchange: str, routing_key: str) -> None: ...  # as is, mandatory
+    def flush(self, timeout: float = 60.0) -> None: ...  # every publish confirmed, or an error
+
+
 class Broker(Protocol):
-    """Queues over kombu (see taskctl.backends.broker: KombuBroker, Consumer, Publisher, Getter, Delivery)."""
+    """Queues over kombu (see taskctl.backends.kombu_broker)."""
 
     #: a message stays queued until acked, so a killed client loses nothing (False: kombu filesystem://)
     acks: bool
@@ -181,36 +230,40 @@ class Broker(Protocol):
     missing_is_empty: bool
     #: RabbitMQ's HTTP management API is the place to list queues
     has_management: bool
+    #: a peeked message goes back to the tail of the queue, not its place (kombu filesystem://)
+    peek_moves_to_tail: bool
+    #: unacked deliveries return to their place when the channel closes, so a filtered pass can leave the
+    #: messages it does not take where they are instead of publishing them back to the tail (RabbitMQ)
+    returns_in_place: bool
     scheme: str
     url: str
     masked_url: str
     vhost: str
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings) -> Broker: ...
-    def stats(self, queue: str, conn: Any | None = None) -> Any: ...  # QueueCounts by passive declare; 404 -> exit 3
-    def peek(self, queue: str, limit: int) -> list[Any]: ...  # Deliveries by basic_get, all given back
-    def getter(self, queue: str, purpose: str = "get") -> AbstractContextManager[Any]: ...  # basic_get + ack
+    def from_url(cls, url: str, *, transport_options: dict[str, Any] | None = None) -> Broker: ...
+    def stats(self, queue: str) -> QueueCounts: ...  # by passive declare; NotFoundError (exit 3) if missing
+    def peek(self, queue: str, limit: int) -> list[Delivery]: ...  # by basic_get, all given back
+    def getter(self, queue: str, purpose: str = "get") -> AbstractContextManager[Getter]: ...
     def purge(self, queue: str) -> int: ...  # ready messages removed
     def delete_queue(self, queue: str, *, if_empty: bool = False) -> None: ...
     def declare_queue(self, queue: str, **kwargs: Any) -> None: ...  # tests and demos only
-    def consume(  # Consumer: next(timeout) -> Delivery | None, ack_upto(delivery)
+    def consume(
         self, queue: str, *, prefetch: int = 1000, purpose: str = "drain"
-    ) -> AbstractContextManager[Any]: ...
-    def publisher(  # Publisher: check_destination, publish(raw, exchange, rk), flush()
-        self, *, window: int = 1000, purpose: str = "publish"
-    ) -> AbstractContextManager[Any]: ...
+    ) -> AbstractContextManager[Consumer]: ...
+    def publisher(self, *, window: int = 1000, purpose: str = "publish") -> AbstractContextManager[Publisher]: ...
 
 
 class Management(Protocol):
-    """RabbitMQ's HTTP management API (see taskctl.backends.management)."""
+    """RabbitMQ's HTTP management API (see taskctl.backends.management); parsed queues, never API dicts."""
 
     base_url: str
     vhost: str
     timeout: float
 
     @classmethod
-    def from_settings(cls, broker_url: str, settings: Settings) -> Management: ...
-    def queues(self, vhost: str | None = None) -> list[dict[str, Any]]: ...  # API queue objects of the vhost
-    def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]: ...  # NotFoundError when missing
+    def from_url(cls, broker_url: str, *, management_url: str | None = None, timeout: float = 10.0) -> Management: ...
+    def iter_queues(self, vhost: str | None = None) -> Iterator[BrokerQueue]: ...  # every queue, paged
+    def queue(self, name: str, vhost: str | None = None) -> BrokerQueue: ...  # NotFoundError when missing
+    def server_version(self) -> str | None: ...  # RabbitMQ's version ("3.10.8"), None if not told
     def reachable(self) -> bool: ...

@@ -12,18 +12,17 @@ NotFoundError (vhost or queue missing; exit 3), OperationError (any other HTTP e
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taskctl.errors import NotFoundError, OperationError, UnavailableError
+from taskctl.models import BrokerQueue
 from taskctl.urls import mask, parse
-
-if TYPE_CHECKING:
-    from taskctl.config import Settings
 
 TIMEOUT = 10.0
 PAGE_SIZE = 500
@@ -45,13 +44,14 @@ class ManagementAPI:
         self.vhost = vhost
 
     @classmethod
-    def from_settings(cls, broker_url: str, settings: Settings) -> ManagementAPI:
+    def from_url(cls, broker_url: str, *, management_url: str | None = None, timeout: float = TIMEOUT) -> ManagementAPI:
+        """The API for BROKER_URL's host (port 15672, its user and password), or MANAGEMENT_URL if given."""
         b = parse(broker_url) if "://" in broker_url else None
         vhost = (b.path if b and b.path else "/") if b else "/"
         user = (b.username if b else None) or "guest"
         password = (b.password if b else None) or "guest"
-        if settings.management_url:
-            m = parse(settings.management_url)
+        if management_url:
+            m = parse(management_url)
             scheme = m.scheme if m.scheme in ("http", "https") else "http"
             host = m.hostname or "127.0.0.1"
             port = f":{m.port}" if m.port else ""
@@ -63,7 +63,7 @@ class ManagementAPI:
             host = (b.hostname if b else None) or "127.0.0.1"
             host = "127.0.0.1" if host == "localhost" else host
             base = f"http://{host}:15672"
-        return cls(base, user, password, vhost)
+        return cls(base, user, password, vhost, timeout)
 
     @property
     def shown(self) -> str:
@@ -107,26 +107,79 @@ class ManagementAPI:
         except (UnavailableError, OperationError, NotFoundError):
             return False
 
-    def iter_queues(self, vhost: str | None = None) -> Iterator[dict[str, Any]]:
+    def server_version(self) -> str | None:
+        """RabbitMQ's version as ``/api/overview`` tells it (None when it does not)."""
+        data = self._get("/api/overview")
+        v = data.get("rabbitmq_version") if isinstance(data, dict) else None
+        return str(v) if v else None
+
+    def iter_queues(self, vhost: str | None = None) -> Iterator[BrokerQueue]:
         """Every queue of the vhost, a page at a time (tens of thousands of reply queues are common)."""
         v = urllib.parse.quote(vhost or self.vhost, safe="")
+        now = dt.datetime.now(dt.UTC)
         page = 1
         while True:
             data = self._get(f"/api/queues/{v}?page={page}&page_size={PAGE_SIZE}&columns={COLUMNS}")
             if isinstance(data, list):  # servers without pagination
-                yield from data
+                yield from (broker_queue(q, now) for q in data if isinstance(q, dict))
                 return
-            yield from data.get("items", [])
+            yield from (broker_queue(q, now) for q in data.get("items", []) if isinstance(q, dict))
             if page >= int(data.get("page_count", 1) or 1):
                 return
             page += 1
 
-    def queues(self, vhost: str | None = None) -> list[dict[str, Any]]:
-        return list(self.iter_queues(vhost))
-
-    def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]:
+    def queue(self, name: str, vhost: str | None = None) -> BrokerQueue:
         v = urllib.parse.quote(vhost or self.vhost, safe="")
         data = self._get(f"/api/queues/{v}/{urllib.parse.quote(name, safe='')}")
         if not isinstance(data, dict):
             raise OperationError(f"management API {self.shown}: unexpected reply for queue {name!r}")
-        return data
+        return broker_queue(data)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace(" ", "T").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def broker_queue(q: dict[str, Any], now: dt.datetime | None = None) -> BrokerQueue:
+    """An API queue object as a model (idle time from ``idle_since``, expiry from ``x-expires``, the delivery
+    limit from the ``x-delivery-limit`` argument, else the effective policy's ``delivery-limit``)."""
+    now = now or dt.datetime.now(dt.UTC)
+    args = q.get("arguments") or {}
+    if not isinstance(args, dict):
+        args = {}
+    policy = q.get("effective_policy_definition") or {}
+    if not isinstance(policy, dict):
+        policy = {}
+    idle = _parse_time(q.get("idle_since"))
+    expires = args.get("x-expires")
+    limit = args.get("x-delivery-limit", policy.get("delivery-limit"))
+    return BrokerQueue(
+        queue=str(q.get("name")),
+        vhost=str(q.get("vhost", "/")),
+        messages=int(q.get("messages") or 0),
+        ready=int(q.get("messages_ready") or 0),
+        unacked=int(q.get("messages_unacknowledged") or 0),
+        consumers=int(q.get("consumers") or 0),
+        idle_since=idle.astimezone(dt.UTC).isoformat() if idle else None,
+        idle_seconds=round(max(0.0, (now - idle).total_seconds()), 1) if idle else None,
+        type=str(q.get("type") or "classic"),
+        durable=bool(q.get("durable")),
+        auto_delete=bool(q.get("auto_delete")),
+        exclusive=bool(q.get("exclusive")),
+        expires=float(expires) / 1000.0 if isinstance(expires, int | float) else None,
+        arguments=dict(args),
+        delivery_limit=_int_or_none(limit),
+    )

@@ -9,7 +9,7 @@ import typer
 from taskctl import config
 from taskctl.commands.common import DRY_RUN_HELP, LIMIT_HELP, TASK_GLOB_HELP, YES_HELP, confirm, duration, lazy_module
 from taskctl.errors import UsageError
-from taskctl.models import DrainedLine, Listing, PurgedQueue, QueueMessage, QueueStats, TransferSummary
+from taskctl.models import DrainedLine, Listing, Outcome, PurgedQueue, QueueMessage, TransferSummary
 
 if TYPE_CHECKING:
     from taskctl import queues
@@ -19,13 +19,14 @@ else:
 app = typer.Typer(no_args_is_help=True, help="Look at, purge, drain to a file, publish back and move queue messages.")
 
 IDLE_HELP = "Stop after this long with no message (90, 2s, 1m)."
+SCAN_HELP = "With --task: look at no more than N messages (default: those ready at the start)."
 
 
 @app.command()
-def stats(queue: list[str] = typer.Argument(None, metavar="QUEUE...", help="Queues (default: celery).")) -> Listing:
+def stats(queue: list[str] = typer.Argument(None, metavar="QUEUE...", help="Queues (default: celery).")) -> Outcome:
     """Show ready messages and consumers of queues, without declaring or changing them.
 
-    A missing queue exits 3. On Redis (and filesystem://) an empty queue does not exist: it shows 0 with
+    A missing queue exits 3, after the rows of the queues that exist. On Redis (and filesystem://) an empty queue does not exist: it shows 0 with
     the note "empty or missing".
 
     Examples:
@@ -34,7 +35,7 @@ def stats(queue: list[str] = typer.Argument(None, metavar="QUEUE...", help="Queu
       taskctl queue stats
       taskctl queue stats celery priority -o json
     """
-    return Listing(QueueStats, queues.stats(config.current(), queue or ["celery"]))
+    return queues.stats(config.current(), queue or ["celery"])
 
 
 @app.command("list")
@@ -82,14 +83,16 @@ def purge(
 def peek(
     queue: str = typer.Argument("celery", metavar="QUEUE", help="Queue to look into."),
     limit: int = typer.Option(10, "--limit", "-n", metavar="N", help=LIMIT_HELP),
-    force: bool = typer.Option(False, "--force", help="Peek a quorum queue that has a delivery limit."),
+    force: bool = typer.Option(
+        False, "--force", help="Peek a quorum queue with a delivery limit, or one whose limit cannot be read."
+    ),
 ) -> Listing:
     """Show messages at the head of a queue and leave them there, decoded.
 
     Reads with basic_get and gives every message back by closing the channel (order kept on RabbitMQ);
     meanwhile workers cannot see them, and they come back marked redelivered. On quorum queues each peek
-    counts as a delivery: taskctl warns, and refuses where a delivery limit could drop messages unless
-    --force. Pickle bodies are never unpickled. -o json shows each complete message.
+    counts as a delivery: taskctl warns, and refuses (exit 4) where a delivery limit could drop messages,
+    or where it cannot read the limit (management API unreachable or login refused), unless --force. Pickle bodies are never unpickled. -o json shows each complete message.
 
     Examples:
 
@@ -108,14 +111,17 @@ def drain(
     limit: int = typer.Option(None, "--limit", "-n", metavar="N", help="Stop after N messages."),
     task: str = typer.Option(None, "--task", metavar="GLOB", help=TASK_GLOB_HELP + " Others go back to the tail."),
     idle: str = typer.Option("2", "--idle", metavar="S", help=IDLE_HELP),
+    scan: int = typer.Option(None, "--scan", metavar="N", help=SCAN_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> TransferSummary | Listing:
     """Remove messages from a queue, writing each as one JSON line to FILE or stdout.
 
     Each line holds the decoded fields and the complete original message (body base64, headers,
     properties, exchange, routing key); `queue publish` puts them back. Without --file the lines go to
-    stdout, where durability ends at the pipe. With --task, one pass over the messages ready at the start:
-    matching ones are taken, the others published back to the tail (order kept among themselves).
+    stdout, where durability ends at the pipe. With --task, one pass over the messages ready at the start
+    (at most --scan N; at most 10,000 on RabbitMQ): matching ones are taken; on RabbitMQ the others stay
+    where they are, elsewhere they are published back to the tail (order kept among themselves).
 
     At-least-once: a message is acked only after its line is durably written (fsync, in batches smaller
     than the prefetch window), so a kill leaves each message in the output or back in the queue, or both;
@@ -126,14 +132,17 @@ def drain(
     Examples:
 
     \b
-      taskctl queue drain celery --file celery-backup.jsonl
-      taskctl queue drain celery --task 'app.reports.*' --limit 100 --file reports.jsonl
-      taskctl queue drain dead-letters > dead.jsonl
+      taskctl queue drain celery --file celery-backup.jsonl --yes
+      taskctl queue drain celery --task 'app.reports.*' --limit 100 --file reports.jsonl --dry-run
+      taskctl queue drain dead-letters --yes > dead.jsonl
     """
     if file is None and ctx.find_root().params.get("quiet"):
         raise UsageError("drain to stdout with --quiet would discard the messages", hint="use --file FILE")
     idle_s = duration(idle, "--idle") or 0.0
-    out = queues.drain(config.current(), queue, file=file, limit=limit, task=task, idle=idle_s, dry_run=dry_run)
+    confirm(f"remove messages from {queue}", yes=yes, dry_run=dry_run)
+    out = queues.drain(
+        config.current(), queue, file=file, limit=limit, task=task, idle=idle_s, dry_run=dry_run, scan=scan
+    )
     return out if isinstance(out, TransferSummary) else Listing(DrainedLine, out)
 
 
@@ -166,7 +175,9 @@ def move(
     limit: int = typer.Option(None, "--limit", "-n", metavar="N", help="Stop after N messages."),
     task: str = typer.Option(None, "--task", metavar="GLOB", help=TASK_GLOB_HELP + " Others stay in SRC."),
     idle: str = typer.Option("2", "--idle", metavar="S", help=IDLE_HELP),
+    scan: int = typer.Option(None, "--scan", metavar="N", help=SCAN_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> TransferSummary:
     """Move messages from one queue to another, at least once.
 
@@ -177,8 +188,11 @@ def move(
     Examples:
 
     \b
-      taskctl queue move celery.retry celery
-      taskctl queue move celery slow --task 'app.reports.*' --limit 500
+      taskctl queue move celery.retry celery --yes
+      taskctl queue move celery slow --task 'app.reports.*' --limit 500 --dry-run
     """
     idle_s = duration(idle, "--idle") or 0.0
-    return queues.move(config.current(), source, destination, limit=limit, task=task, idle=idle_s, dry_run=dry_run)
+    confirm(f"move messages from {source} to {destination}", yes=yes, dry_run=dry_run)
+    return queues.move(
+        config.current(), source, destination, limit=limit, task=task, idle=idle_s, dry_run=dry_run, scan=scan
+    )

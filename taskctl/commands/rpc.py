@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from taskctl import config
-from taskctl.commands.common import duration, lazy_module
+from taskctl.commands.common import DRY_RUN_HELP, YES_HELP, confirm, duration, lazy_module
 from taskctl.errors import UsageError
 from taskctl.models import BrokerQueue, Listing, RpcResult, TransferSummary
 
@@ -45,6 +45,8 @@ def drain(
     file: str = typer.Option(None, "--file", metavar="FILE", help="Append the results here as drain lines."),
     all_: bool = typer.Option(False, "--all", help="Every reply queue idle for --idle-for; deleted once emptied."),
     idle_for: str = typer.Option(None, "--idle-for", metavar="D", help=IDLE_FOR_HELP + " With --all; default 1h."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP + " Shows the results and queues."),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> Listing:
     """Show the results waiting in rpc:// reply queues and remove them.
 
@@ -57,12 +59,21 @@ def drain(
 
     \b
       taskctl rpc drain d3f8c0c4-5e1e-3e70-88b8-fde5470ce3a6 --peek
-      taskctl rpc drain --all --idle-for 1h --file rpc-results.jsonl
+      taskctl rpc drain --all --idle-for 1h --dry-run
+      taskctl rpc drain --all --idle-for 1h --file rpc-results.jsonl --yes
     """
     if file is None and not peek and ctx.find_root().params.get("quiet"):
         raise UsageError("rpc drain to stdout with --quiet would discard the results", hint="use --file or --peek")
+    what = "every reply queue idle for --idle-for and delete them" if all_ else ", ".join(queues or [])
+    confirm(f"remove the results from {what}", yes=yes, dry_run=dry_run or peek)
     out = rpc.drain(
-        config.current(), queues or [], peek=peek, file=file, all_=all_, idle_for=duration(idle_for, "--idle-for")
+        config.current(),
+        queues or [],
+        peek=peek,
+        file=file,
+        all_=all_,
+        idle_for=duration(idle_for, "--idle-for"),
+        dry_run=dry_run,
     )
     if isinstance(out, list):
         return Listing(TransferSummary, out)

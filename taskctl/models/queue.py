@@ -44,6 +44,8 @@ class BrokerQueue(Model):
     #: x-expires in seconds (RPC reply queues: result_expires)
     expires: float | None
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: quorum queues: x-delivery-limit, else the effective policy's delivery-limit (None: not set)
+    delivery_limit: int | None = None
 
 
 @dataclass(frozen=True)
