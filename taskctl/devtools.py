@@ -101,7 +101,7 @@ def docs_files() -> dict[Path, str]:
 
 
 def _formats() -> list[str]:
-    from taskctl.cli import FORMATS
+    from taskctl.formats.output import FORMATS
 
     return list(FORMATS)
 

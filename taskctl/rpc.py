@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from taskctl import backends, events
 from taskctl.config import Settings
-from taskctl.drainfile import POISON, LineFile, raw_record
 from taskctl.errors import ConflictError, NotFoundError, OperationError, UsageError
 from taskctl.formats.message import RawMessage, decode, message_json, to_record
 from taskctl.models import BrokerQueue, RpcResult, TransferSummary
-from taskctl.queue_inspect import management_api
+from taskctl.queues.drainfile import POISON, LineFile, raw_record
+from taskctl.queues.inspect import management_api
 from taskctl.transfer import Transfer, flush_stdout
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from taskctl import backends, events, results
+from taskctl import backends, results
 from taskctl.errors import ExitCode
 from taskctl.formats import message as msgfmt
 from taskctl.models import Listing, Outcome, RequeuedTask
@@ -67,8 +67,8 @@ def requeue_from_queue(
     reset_expiry: bool = False,
     dry_run: bool = False,
 ) -> Outcome:
-    """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO (taskctl.requeue_queue)."""
-    from taskctl import requeue_queue
+    """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO (taskctl.queues.requeue)."""
+    from taskctl.queues import requeue as requeue_queue
 
     return requeue_queue.requeue_from_queue(
         settings, source, to=to, limit=limit, task_glob=task_glob, reset_expiry=reset_expiry, dry_run=dry_run

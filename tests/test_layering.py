@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "taskctl.tasks": 2,
     "taskctl.revokes": 2,
     "taskctl.rpc": 2,
+    "taskctl.transfer": 2,
     "taskctl.doctor": 2,
     "taskctl.local": 2,
     "taskctl.localserver": 2,
@@ -68,15 +69,6 @@ DOTTED = re.compile(r"^(taskctl(?:\.\w+)+):\w+$")
 ALLOWANCES: dict[tuple[str, str], str] = {
     ("taskctl.backends", "taskctl.config"): "the registry is the one layer-1 place that reads Settings",
 }
-#: adapters still typed against Settings for from_settings(url, settings) (issue 8 §1 moves them to
-#: from_url(url, *, ...) with the registry passing explicit keyword arguments); type-only, so no import cost
-SETTINGS_TYPED_ADAPTERS = (
-    "taskctl.backends.base",
-    "taskctl.backends.broker",
-    "taskctl.backends.management",
-)
-for _adapter in SETTINGS_TYPED_ADAPTERS:
-    ALLOWANCES[(_adapter, "taskctl.config")] = "type-only Settings for from_settings (issue 8 §1: from_url kwargs)"
 
 
 def module_name(path: Path) -> str:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from taskctl.config import Settings
     from taskctl.formats.control import Reply
     from taskctl.formats.message import RawMessage
     from taskctl.models import BrokerQueue

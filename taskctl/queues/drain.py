@@ -1,4 +1,4 @@
-"""Taking messages off queues: drain (to a file or stdout) and move; `queue publish` is in taskctl.queue_publish.
+"""Taking messages off queues: drain (to a file or stdout) and move; `queue publish` is in taskctl.queues.publish.
 
 Drain and move run on taskctl.transfer (a message is acked only once its line is fsynced, or stdout flushed, or
 its copy confirmed by the broker). kombu's ``filesystem://`` transport deletes a message when it is delivered,
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from taskctl import backends, events
 from taskctl.config import Settings
-from taskctl.drainfile import POISON, LineFile, json_line, problem_of, raw_record, safe_select
 from taskctl.errors import UsageError
 from taskctl.formats.message import LineEncoder, drain_record, for_republish
 from taskctl.models import DrainedLine, TransferSummary
-from taskctl.queue_publish import report
+from taskctl.queues.drainfile import POISON, LineFile, json_line, problem_of, raw_record, safe_select
+from taskctl.queues.publish import report
 from taskctl.transfer import BATCH, PREFETCH, Transfer, flush_stdout
 
 if TYPE_CHECKING:

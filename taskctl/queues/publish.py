@@ -13,10 +13,10 @@ from typing import IO
 
 from taskctl import backends, events
 from taskctl.config import Settings
-from taskctl.drainfile import POISON, problem_of
 from taskctl.errors import OperationError, UsageError
 from taskctl.formats.message import RawMessage, decode, for_republish, from_record, message_key, republish_problems
 from taskctl.models import TransferSummary
+from taskctl.queues.drainfile import POISON, problem_of
 
 
 def read_records(path: str) -> Iterator[tuple[int, RawMessage | None, str | None]]:
