@@ -27,6 +27,7 @@ from taskctl.errors import (
     TaskctlError,
     UnavailableError,
     UsageError,
+    error_for,
     from_os_error,
 )
 from taskctl.urls import mask, mask_text
@@ -212,6 +213,14 @@ class RootGroup(TyperGroup):
                 for _ in inner:
                     pass
             return int(rv.exit_code) if isinstance(rv, Outcome) else 0
+        from taskctl.models import Outcome
+
+        if isinstance(rv, Outcome) and rv.message and rv.exit_code != ExitCode.OK:
+            # the value is printed, then why the exit code is not 0, as every error is: `error: ...` (or JSON)
+            output.Renderer(fmt).render(rv.value)
+            sys.stdout.flush()
+            output.render_error(error_for(rv.exit_code, rv.message), STATE.fmt)
+            return int(rv.exit_code)
         return int(output.Renderer(fmt).render(rv))
 
 

@@ -124,6 +124,22 @@ class PermissionDeniedError(UnavailableError):
     code = "permission-denied"
 
 
+_BY_EXIT_CODE: dict[ExitCode, type[TaskctlError]] = {
+    ExitCode.FAILED: OperationError,
+    ExitCode.USAGE: UsageError,
+    ExitCode.NOT_FOUND: NotFoundError,
+    ExitCode.CONFLICT: ConflictError,
+    ExitCode.UNAVAILABLE: UnavailableError,
+    ExitCode.WAIT_TIMEOUT: WaitTimeoutError,
+    ExitCode.INTERRUPTED: InterruptedError_,
+}
+
+
+def error_for(exit_code: ExitCode, message: str) -> TaskctlError:
+    """The error a result's exit code stands for (a --check that found a problem, ids not found), to report."""
+    return _BY_EXIT_CODE.get(exit_code, OperationError)(message)
+
+
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
