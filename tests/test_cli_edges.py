@@ -345,3 +345,48 @@ def test_refusal_off_a_terminal_is_exit_2_with_hint(store: str) -> None:
         and err[0].endswith("without --yes (stdin is not a terminal)")
     )
     assert err[1] == "hint: pass --yes to confirm, or --dry-run to see what would change"
+
+
+SWALLOWER = """
+import signal, sys, time
+from taskctl import cli
+cli.INTERRUPT_GRACE_S = float(sys.argv[1])
+cli.STATE.fmt = sys.argv[2] or None
+signal.signal(signal.SIGINT, cli._on_sigint)
+print("ready", flush=True)
+while True:  # a library call that swallows KeyboardInterrupt and goes on waiting
+    try:
+        time.sleep(30)
+    except KeyboardInterrupt:
+        pass
+"""
+
+
+def _swallower(grace: float, fmt: str = "") -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [PY, "-c", SWALLOWER, str(grace), fmt], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    time.sleep(0.3)  # into the try block: a signal before it would end the script itself
+    return proc
+
+
+def test_second_ctrl_c_ends_a_stuck_command_at_once() -> None:
+    proc = _swallower(grace=60)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert proc.poll() is None  # the first one was swallowed by the "library"
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and time.monotonic() - start < 2, err
+    assert err.splitlines()[0] == "error: interrupted"
+
+
+def test_one_ctrl_c_ends_a_stuck_command_after_the_grace_period() -> None:
+    proc = _swallower(grace=0.5, fmt="json")
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and time.monotonic() - start < 3
+    assert json.loads(err)["error"]["code"] == "interrupted"
