@@ -23,6 +23,7 @@ from taskctl.commands.common import lazy_module
 from taskctl.errors import (
     ExitCode,
     InterruptedError_,
+    NotConfirmedError,
     OperationError,
     TaskctlError,
     UnavailableError,
@@ -143,7 +144,12 @@ class RootGroup(TyperGroup):
             code = exc.exit_code
         except click_exc.ClickException as exc:  # bad option, missing argument, unknown command: usage, exit 2
             code = self._report(usage_error(exc))
-        except (typer.Abort, KeyboardInterrupt):
+        except typer.Abort:  # click's prompts turn both Ctrl-C and end of input (Ctrl-D) into Abort
+            if _Interrupts.count:
+                code = self._report(InterruptedError_("interrupted"))
+            else:
+                code = self._report(NotConfirmedError("not confirmed (end of input); nothing changed"))
+        except KeyboardInterrupt:
             code = self._report(InterruptedError_("interrupted"))
         except SystemExit:
             raise

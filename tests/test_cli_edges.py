@@ -310,12 +310,13 @@ def test_broker_scheme_check_needs_no_kombu() -> None:
 # -- consent -----------------------------------------------------------------------------------------------
 
 
-def test_declined_prompt_exits_1_not_130(tmp_path: Path) -> None:
-    """A "no" typed at a terminal prompt (a pty as stdin) is a refusal, not Ctrl-C."""
+def _prompted_forget(tmp_path: Path, answer: bytes | None) -> tuple[subprocess.Popen[str], str, Path]:
+    """`result forget ID` with a pty as stdin (so it asks); ANSWER typed, or SIGINT sent while it waits."""
     folder = tmp_path / "one"
     folder.mkdir()
     tid = str(uuid.UUID(int=7))
-    (folder / f"celery-task-meta-{tid}").write_text(json.dumps({"status": "SUCCESS", "task_id": tid, "result": 1}))
+    stored = folder / f"celery-task-meta-{tid}"
+    stored.write_text(json.dumps({"status": "SUCCESS", "task_id": tid, "result": 1}))
     controller, tty = pty.openpty()
     try:
         proc = subprocess.Popen(
@@ -325,14 +326,31 @@ def test_declined_prompt_exits_1_not_130(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        os.write(controller, b"n\n")
+        if answer is None:
+            time.sleep(2)
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.write(controller, answer)
         _, err = proc.communicate(timeout=60)
     finally:
         os.close(controller)
         os.close(tty)
+    return proc, err, stored
+
+
+@pytest.mark.parametrize("answer", [b"n\n", b"\x04"], ids=["no", "ctrl-d"])
+def test_declined_prompt_exits_1_not_130(tmp_path: Path, answer: bytes) -> None:
+    """A "no" (or end of input) typed at a terminal prompt is a refusal, not Ctrl-C."""
+    proc, err, stored = _prompted_forget(tmp_path, answer)
     assert proc.returncode == 1, err
-    assert "error: not confirmed; nothing changed" in err
-    assert (folder / f"celery-task-meta-{tid}").exists()
+    assert "error: not confirmed" in err and "nothing changed" in err
+    assert stored.exists()
+
+
+def test_ctrl_c_at_the_prompt_is_130(tmp_path: Path) -> None:
+    proc, err, stored = _prompted_forget(tmp_path, None)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "error: interrupted" and stored.exists()
 
 
 def test_refusal_off_a_terminal_is_exit_2_with_hint(store: str) -> None:
