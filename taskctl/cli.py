@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import difflib
 import errno
 import os
 import re
@@ -309,6 +307,8 @@ def broker_scheme_error(url: str | None) -> UsageError | None:
     """A usage error for a broker URL whose scheme no supported transport has (each of a failover list)."""
     if not url:
         return None
+    import difflib
+
     for part in url.split(";"):
         part = part.strip()
         if "://" not in part:
@@ -339,6 +339,9 @@ def _usage_line(ctx: Any) -> str:
 
 def usage_error(exc: Any) -> TaskctlError:
     """Click's usage errors in the documented format, with did-you-mean for commands and options."""
+    import ast
+    import difflib
+
     ctx = getattr(exc, "ctx", None)
     if not isinstance(exc, click_exc.UsageError):  # e.g. click's FileError: a failure, not a usage error
         return OperationError(_lower_first(exc.format_message()))
