@@ -164,8 +164,12 @@ BAD_BROKERS = [
     "filesystem://",
     "memory://",
 ]
+DEEP_JSON = "[" * 100_000 + "]" * 100_000 + "\n"  # a JSON value nested 100,000 levels deep
+HUGE_LINE = "x" * 1_000_000 + "\n"
 STDIN = st.one_of(
-    st.sampled_from(["", "-\n", f"{RESULT_ID}\n", "{}\n", "[]\n", '{"body": "!!"}\n', "\x00\xff garbage\n"]),
+    st.sampled_from(
+        ["", "-\n", f"{RESULT_ID}\n", "{}\n", "[]\n", '{"body": "!!"}\n', "\x00\xff garbage\n", DEEP_JSON, HUGE_LINE]
+    ),
     st.text(alphabet=NUL_FREE, max_size=60),
 )
 
@@ -278,6 +282,9 @@ KNOWN_INTERNAL = {
     # queues.read_records opens the drain file as UTF-8 text: a binary file ends in UnicodeDecodeError
     # (`taskctl queue publish binary.bin`); a bad line should be reported and skipped
     ("queue publish", "UnicodeDecodeError"),
+    # the same reader passes a line nesting 100,000 levels to json.loads: RecursionError ends the whole publish
+    # (`queue publish -` with DEEP_JSON on stdin); issue 9's poison-message item
+    ("queue publish", "RecursionError"),
     # an unencoded '/' in a broker password: kombu's parse_url raises ValueError (port 'p') in
     # backends/broker.py's connection(); the URL work refuses such URLs naming the part to percent-encode
     (":p/w", "ValueError"),
