@@ -408,3 +408,19 @@ def test_one_ctrl_c_ends_a_stuck_command_after_the_grace_period() -> None:
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 130 and time.monotonic() - start < 3
     assert json.loads(err)["error"]["code"] == "interrupted"
+
+
+@pytest.mark.parametrize("kind", ["amqp", "redis"])
+def test_ctrl_c_idle_drain_on_a_real_broker(request: pytest.FixtureRequest, kind: str, unique_name: str) -> None:
+    """The drain waits inside the transport's socket read (py-amqp, redis-py): Ctrl-C still ends it at once."""
+    url = request.getfixturevalue("rabbitmq_url" if kind == "amqp" else "redis_url")
+    broker = backends.load(backends.BROKER)(url, {})
+    if kind == "amqp":
+        broker.declare_queue(unique_name)
+    try:
+        code, took, err = interrupt(["--broker", url, "queue", "drain", unique_name, "--idle", "60"])
+    finally:
+        if kind == "amqp":
+            broker.delete_queue(unique_name)
+    assert code == 130 and took < 2, (code, took, err)
+    assert err.splitlines()[-1].startswith("error: interrupted")
