@@ -208,23 +208,23 @@ class RootGroup(TyperGroup):
         if isinstance(rv, int) and not isinstance(rv, bool):
             return rv
         fmt = STATE.fmt or output.default_format()
-        if STATE.quiet:
-            # still drain generators so the work happens, but print nothing
-            from taskctl.models import Listing, Outcome
+        from taskctl.models import Listing, Outcome
 
+        failed = isinstance(rv, Outcome) and rv.message and rv.exit_code != ExitCode.OK
+        if STATE.quiet:
+            # still drain generators so the work happens, but print nothing but the error
             inner = rv.value if isinstance(rv, Outcome) else rv
             if isinstance(inner, Listing):
                 for _ in inner:
                     pass
-            return int(rv.exit_code) if isinstance(rv, Outcome) else 0
-        from taskctl.models import Outcome
-
-        if isinstance(rv, Outcome) and rv.message and rv.exit_code != ExitCode.OK:
-            # the value is printed, then why the exit code is not 0, as every error is: `error: ...` (or JSON)
+        elif failed:
             output.Renderer(fmt).render(rv.value)
             sys.stdout.flush()
+        if failed:
+            # why the exit code is not 0, reported as every error is: `error: ...` (JSON under -o json)
             output.render_error(error_for(rv.exit_code, rv.message), STATE.fmt)
-            return int(rv.exit_code)
+        if STATE.quiet or failed:
+            return int(rv.exit_code) if isinstance(rv, Outcome) else 0
         return int(output.Renderer(fmt).render(rv))
 
 

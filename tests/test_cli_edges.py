@@ -424,3 +424,16 @@ def test_ctrl_c_idle_drain_on_a_real_broker(request: pytest.FixtureRequest, kind
             broker.delete_queue(unique_name)
     assert code == 130 and took < 2, (code, took, err)
     assert err.splitlines()[-1].startswith("error: interrupted")
+
+
+@pytest.mark.parametrize("extra", [[], ["-q"], ["-o", "json"]])
+def test_a_result_with_a_failing_exit_code_reports_an_error_line(store: str, extra: list[str]) -> None:
+    """`result show MISSING` prints its rows, then why it exits 3, as every error is (also under --quiet)."""
+    r = taskctl("--backend", store, *extra, "result", "show", str(uuid.UUID(int=1)), PENDING_ID)
+    assert r.returncode == 3
+    if "-o" in extra:
+        assert len(json.loads(r.stdout)) == 2
+        assert json.loads(r.stderr)["error"]["code"] == "not-found"
+    else:
+        assert r.stderr.startswith("error: 1 of 2 ids have no stored result"), r.stderr
+        assert (r.stdout == "") == ("-q" in extra)
