@@ -310,32 +310,38 @@ def test_broker_scheme_check_needs_no_kombu() -> None:
 # -- consent -----------------------------------------------------------------------------------------------
 
 
-def _prompted_forget(tmp_path: Path, answer: bytes | None) -> tuple[subprocess.Popen[str], str, Path]:
-    """`result forget ID` with a pty as stdin (so it asks); ANSWER typed, or SIGINT sent while it waits."""
+def _prompted_forget(tmp_path: Path, answer: bytes | None) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`result forget ID` with a pty as stdin (so it asks); ANSWER typed, or SIGINT sent at the prompt."""
+    import select
+
     folder = tmp_path / "one"
     folder.mkdir()
     tid = str(uuid.UUID(int=7))
     stored = folder / f"celery-task-meta-{tid}"
     stored.write_text(json.dumps({"status": "SUCCESS", "task_id": tid, "result": 1}))
     controller, tty = pty.openpty()
+    seen = b""
     try:
         proc = subprocess.Popen(
             [PY, "-m", "taskctl", "--backend", f"file://{folder}", "result", "forget", tid],
             stdin=tty,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
         )
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        while b"[y/N]" not in seen and time.monotonic() < deadline:  # the prompt is up: it waits for us
+            if select.select([proc.stderr], [], [], 0.5)[0]:
+                seen += os.read(proc.stderr.fileno(), 4096)
         if answer is None:
-            time.sleep(2)
             proc.send_signal(signal.SIGINT)
         else:
             os.write(controller, answer)
-        _, err = proc.communicate(timeout=60)
+        _, rest = proc.communicate(timeout=60)
     finally:
         os.close(controller)
         os.close(tty)
-    return proc, err, stored
+    return proc, (seen + rest).decode(), stored
 
 
 @pytest.mark.parametrize("answer", [b"n\n", b"\x04"], ids=["no", "ctrl-d"])

@@ -30,7 +30,12 @@ def confirm(action: str, *, yes: bool, dry_run: bool = False) -> None:
             f"refusing to {action} without --yes (stdin is not a terminal)",
             hint="pass --yes to confirm, or --dry-run to see what would change",
         )
-    if not typer.confirm(f"{action[:1].upper()}{action[1:]}?", default=False, err=True):
+    try:
+        ok = typer.confirm(f"{action[:1].upper()}{action[1:]}?", default=False, err=True)
+    except typer.Abort:  # Ctrl-C or end of input: end the prompt's line so the error starts a line of its own
+        sys.stderr.write("\n")
+        raise
+    if not ok:
         raise NotConfirmedError("not confirmed; nothing changed")
 
 
