@@ -120,7 +120,7 @@ def test_pipe_read_to_the_end_is_untouched(store: str) -> None:
 # -- Ctrl-C ------------------------------------------------------------------------------------------------
 
 
-def interrupt(args: list[str], wait_s: float = 1.5) -> tuple[int, float, str]:
+def interrupt(args: list[str], wait_s: float = 3.0) -> tuple[int, float, str]:
     """Start taskctl, send one SIGINT once it is waiting, return (exit code, seconds to exit, stderr)."""
     proc = subprocess.Popen(
         [PY, "-m", "taskctl", *args],
