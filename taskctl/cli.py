@@ -133,6 +133,8 @@ class RootGroup(TyperGroup):
             # them first, so they arrive here as errors of ours
             rv = super().main(argv, prog_name or "taskctl", complete_var, standalone_mode=False, **extra)
             code = int(rv) if isinstance(rv, int) else 0
+            if code == ExitCode.INTERRUPTED and _Interrupts.count:  # Ctrl-C while parsing: typer's silent 130
+                code = self._report(InterruptedError_("interrupted"))
         except _StdoutClosed:
             code = _quiet_stdout()
         except TaskctlError as exc:
