@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -10,13 +13,24 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from typer._click import exceptions as click_exc
+from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup
 
 from taskctl import __version__, config
 from taskctl.commands.common import lazy_module
-from taskctl.errors import ExitCode, InterruptedError_, TaskctlError
+from taskctl.errors import (
+    ExitCode,
+    InterruptedError_,
+    NotConfirmedError,
+    OperationError,
+    TaskctlError,
+    UnavailableError,
+    UsageError,
+    error_for,
+    from_os_error,
+)
 from taskctl.formats.output import FORMATS
-from taskctl.urls import mask_text
+from taskctl.urls import mask, mask_text
 
 if TYPE_CHECKING:
     from taskctl import output
@@ -114,33 +128,43 @@ class RootGroup(TyperGroup):
         STATE.debug = "--debug" in argv
         code: int = 0
         try:
+            # typer's own main turns Ctrl-C and EPIPE into silent exits (130, 1): `invoke` below converts
+            # them first, so they arrive here as errors of ours
             rv = super().main(argv, prog_name or "taskctl", complete_var, standalone_mode=False, **extra)
             code = int(rv) if isinstance(rv, int) else 0
+            if code == ExitCode.INTERRUPTED and _Interrupts.count:  # Ctrl-C while parsing: typer's silent 130
+                code = self._report(InterruptedError_("interrupted"))
+        except _StdoutClosed:
+            code = _quiet_stdout()
         except TaskctlError as exc:
             code = self._report(exc)
-        except click_exc.ClickException as exc:  # bad option, missing argument: usage, exit 2
-            if STATE.fmt in ("json", "jsonl"):
-                from taskctl.errors import UsageError
-
-                output.render_error(UsageError(exc.format_message()), STATE.fmt)
-            else:
-                exc.show()
+        except click_exc.NoArgsIsHelpError as exc:  # `taskctl table`: the group's help, as click shows it
+            exc.show()
             code = exc.exit_code
-        except (typer.Abort, KeyboardInterrupt):
+        except click_exc.ClickException as exc:  # bad option, missing argument, unknown command: usage, exit 2
+            code = self._report(usage_error(exc))
+        except typer.Abort:  # click's prompts turn both Ctrl-C and end of input (Ctrl-D) into Abort
+            if _Interrupts.count:
+                code = self._report(InterruptedError_("interrupted"))
+            else:
+                code = self._report(NotConfirmedError("not confirmed (end of input); nothing changed"))
+        except KeyboardInterrupt:
             code = self._report(InterruptedError_("interrupted"))
-        except BrokenPipeError:
-            # `taskctl ... | head`: the reader went away; exit quietly without a second EPIPE on flush
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            code = 0
         except SystemExit:
             raise
         except Exception as exc:  # anything else is a bug; never print locals or secrets
-            if STATE.debug:
-                traceback.print_exc()
-            msg = mask_text(f"{type(exc).__name__}: {exc}", *_known_urls())
-            print(f"error: internal error: {msg} (run with --debug for the traceback)", file=sys.stderr)
-            code = ExitCode.FAILED
+            mapped = _translate(exc)
+            if isinstance(mapped, _StdoutClosed):
+                code = _quiet_stdout()
+            elif mapped is not None:
+                code = self._report(mapped)
+            else:
+                if STATE.debug:
+                    traceback.print_exc()
+                msg = mask_text(f"{type(exc).__name__}: {exc}", *_known_urls())
+                print(f"error: internal error: {msg} (run with --debug for the traceback)", file=sys.stderr)
+                code = ExitCode.FAILED
+        code = _flush_stdout(code, self._report)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -148,7 +172,11 @@ class RootGroup(TyperGroup):
     def _report(self, exc: TaskctlError) -> int:
         if STATE.debug:
             traceback.print_exc()
-        output.render_error(exc, STATE.fmt)
+        try:
+            output.render_error(exc, STATE.fmt)
+            sys.stderr.flush()
+        except (BrokenPipeError, ValueError):  # stderr gone too: the exit code is all that is left
+            pass
         return int(exc.exit_code)
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -166,20 +194,95 @@ class RootGroup(TyperGroup):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
+        try:
+            return self._invoke_and_render(ctx)
+        except KeyboardInterrupt:
+            raise InterruptedError_("interrupted") from None
+        except OSError as exc:
+            mapped = _translate(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _invoke_and_render(self, ctx: Any) -> Any:
         rv = super().invoke(ctx)
         if isinstance(rv, int) and not isinstance(rv, bool):
             return rv
         fmt = STATE.fmt or output.default_format()
-        if STATE.quiet:
-            # still drain generators so the work happens, but print nothing
-            from taskctl.models import Listing, Outcome
+        from taskctl.models import Listing, Outcome
 
+        failed = isinstance(rv, Outcome) and rv.message and rv.exit_code != ExitCode.OK
+        if STATE.quiet:
+            # still drain generators so the work happens, but print nothing but the error
             inner = rv.value if isinstance(rv, Outcome) else rv
             if isinstance(inner, Listing):
                 for _ in inner:
                     pass
+        elif failed:
+            output.Renderer(fmt).render(rv.value)
+            sys.stdout.flush()
+        if failed:
+            # why the exit code is not 0, reported as every error is: `error: ...` (JSON under -o json)
+            output.render_error(error_for(rv.exit_code, rv.message), STATE.fmt)
+        if STATE.quiet or failed:
             return int(rv.exit_code) if isinstance(rv, Outcome) else 0
         return int(output.Renderer(fmt).render(rv))
+
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (`taskctl ... | head`): not an error, the command ends quietly with 0.
+
+    Not an OSError, so typer's main (which exits 1 on EPIPE) lets it through to RootGroup.main.
+    """
+
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe or socket whose reader is gone (poll reports an error on the write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests): cannot tell
+        return False
+
+
+def _translate(exc: BaseException) -> TaskctlError | _StdoutClosed | None:
+    """An OSError (or broker URL problem) escaping an operation, as what the user should see; None for a bug."""
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EPIPE or isinstance(exc, BrokenPipeError):
+            if _stdout_closed() or not hasattr(sys.stdout, "fileno"):
+                return _StdoutClosed()
+            return UnavailableError(f"connection closed by the other side: {exc}", hint="check the server and retry")
+        return from_os_error(exc)
+    if isinstance(exc, KeyError):
+        # kombu's "No such transport" for a broker URL that came from the environment or a config file
+        return broker_scheme_error(_resolved_broker())
+    return None
+
+
+def _quiet_stdout() -> int:
+    """Point stdout at /dev/null so nothing buffered raises again at interpreter exit ("Exception ignored")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return int(ExitCode.OK)
+
+
+def _flush_stdout(code: int, report: Any) -> int:
+    """Flush stdout here, not at interpreter exit: a closed pipe is exit 0, a full disk a clear error."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        mapped = _translate(exc) if isinstance(exc, OSError) else None
+        _quiet_stdout()
+        if isinstance(mapped, TaskctlError) and code == 0:
+            return int(report(mapped))
+    return code
 
 
 def _known_urls() -> list[str]:
@@ -188,6 +291,100 @@ def _known_urls() -> list[str]:
     except Exception:
         return []
     return [u for u in (s.backend, s.broker) if u]
+
+
+def _resolved_broker() -> str | None:
+    try:
+        return config.current().broker
+    except Exception:
+        return None
+
+
+#: broker schemes taskctl supports (kombu transport aliases); checked without importing kombu at start-up
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "sqs", "filesystem", "memory")
+
+
+def broker_scheme_error(url: str | None) -> UsageError | None:
+    """A usage error for a broker URL whose scheme no supported transport has (each of a failover list)."""
+    if not url:
+        return None
+    import difflib
+
+    for part in url.split(";"):
+        part = part.strip()
+        if "://" not in part:
+            continue  # kombu reads a bare host as amqp
+        scheme = part.split("://", 1)[0].lower().split("+", 1)[0]
+        if scheme not in BROKER_SCHEMES:
+            close = difflib.get_close_matches(scheme, BROKER_SCHEMES, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            return UsageError(
+                f"unknown broker scheme {scheme!r} in {mask(part)!r}",
+                hint=hint + "supported: " + ", ".join(f"{s}://" for s in BROKER_SCHEMES),
+                code="unknown-scheme",
+            )
+    return None
+
+
+def _lower_first(text: str) -> str:
+    text = text.strip().rstrip(".")
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        text = text[0].lower() + text[1:]
+    return text
+
+
+def _usage_line(ctx: Any) -> str:
+    pieces = ctx.command.collect_usage_pieces(ctx)
+    return _REQUIRED_METAVAR.sub(r"\1", f"{ctx.command_path} {' '.join(pieces)}")
+
+
+def usage_error(exc: Any) -> TaskctlError:
+    """Click's usage errors in the documented format, with did-you-mean for commands and options."""
+    import ast
+    import difflib
+
+    ctx = getattr(exc, "ctx", None)
+    if not isinstance(exc, click_exc.UsageError):  # e.g. click's FileError: a failure, not a usage error
+        return OperationError(_lower_first(exc.format_message()))
+    guesses: list[str] = []
+    if isinstance(exc, click_exc.NoSuchOption):
+        message = _lower_first(exc.message)  # format_message() appends click's "(Possible options: ...)"
+        if ctx is not None and exc.option_name.startswith("--"):
+            names = [o for p in ctx.command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+            names += [o for o in GLOBAL_OPTIONS if o.startswith("--")]
+            guesses = difflib.get_close_matches(exc.option_name, names, n=3, cutoff=0.75)
+    else:
+        message = _lower_first(exc.format_message())
+    if message.startswith("no such command ") and ctx is not None:
+        message = message.split(". Did you mean", 1)[0].rstrip(".")
+        typo = message[len("no such command ") :]
+        try:
+            typo = str(ast.literal_eval(typo))
+        except (ValueError, SyntaxError):
+            pass
+        guesses = [repr(c) for c in difflib.get_close_matches(typo, ctx.command.list_commands(ctx), n=3, cutoff=0.5)]
+    hint = f"did you mean {' or '.join(guesses)}? " if guesses else ""
+    if ctx is not None:
+        hint += f"usage: {_usage_line(ctx)} (see '{ctx.command_path} --help')"
+    else:
+        hint += "see 'taskctl --help'"
+    return UsageError(message, hint=hint)
+
+
+#: typer writes a required argument as {NAME} in usage lines; show the metavar as click and --help text do
+_REQUIRED_METAVAR = re.compile(r"\{([^{}\s]+)\}")
+
+
+class _Formatter(HelpFormatter):
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, _REQUIRED_METAVAR.sub(r"\1", args), prefix)
+
+
+class _Context(typer.Context):
+    formatter_class = _Formatter
+
+
+RootGroup.context_class = _Context
 
 
 def _version(value: bool) -> None:
@@ -234,9 +431,10 @@ def root(
     Global options are accepted anywhere on the command line. Exit codes: 0 ok, 1 failed, 2 usage,
     3 not found, 4 conflict/refused, 5 unreachable/denied, 124 timed out, 130 interrupted.
     """
+    bad_broker = broker_scheme_error(broker)
+    if bad_broker is not None:
+        raise bad_broker
     if output_fmt is not None and output_fmt not in FORMATS:
-        from taskctl.errors import UsageError
-
         raise UsageError(f"unknown output format {output_fmt!r}", hint="use one of: " + ", ".join(FORMATS))
     STATE.fmt = output_fmt
     STATE.quiet = quiet
@@ -284,12 +482,71 @@ def load_group(name: str) -> Any:
     holder = typer.Typer(**_APP_SETTINGS)
     holder.add_typer(mod.app, name=name)
     holder.callback()(lambda: None)
-    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    group = typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    _use_context(group)
+    return group
+
+
+def _use_context(cmd: Any) -> None:
+    """Every command of the tree makes our context, whose formatter writes usage lines with real metavars."""
+    cmd.context_class = _Context
+    for sub in getattr(cmd, "commands", {}).values():
+        _use_context(sub)
 
 
 def get_command() -> Any:
     return typer.main.get_command(app)
 
 
+#: seconds an interrupted command has to unwind (ack what was written, close connections) before it is ended
+INTERRUPT_GRACE_S = 10.0
+
+
+class _Interrupts:
+    count = 0
+
+
+def _forced_exit() -> None:
+    """End the process now: the first Ctrl-C's clean-up is stuck (a blocked library call, a thread join)."""
+    err = InterruptedError_("interrupted", hint="a second Ctrl-C (or a stuck clean-up) ended it at once")
+    if STATE.fmt in ("json", "jsonl"):
+        import json
+
+        line = json.dumps({"error": err.to_json()}) + "\n"
+    else:
+        line = f"error: {err.message}\nhint: {err.hint}\n"
+    try:
+        os.write(2, line.encode())
+    finally:
+        os._exit(int(ExitCode.INTERRUPTED))
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """First Ctrl-C: KeyboardInterrupt, with a deadline to unwind; a second one ends the process at once."""
+    _Interrupts.count += 1
+    if _Interrupts.count > 1:
+        _forced_exit()
+    import threading
+
+    timer = threading.Timer(INTERRUPT_GRACE_S, _forced_exit)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    get_command()(prog_name="taskctl")
+    """The console script: the command, then an exit that no leftover thread can hold up after Ctrl-C."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        get_command()(prog_name="taskctl")
+    except SystemExit as exc:
+        if _Interrupts.count:
+            # a library's non-daemon thread (or a blocked atexit hook) must not keep an interrupted process alive
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(exc.code if isinstance(exc.code, int) else int(ExitCode.INTERRUPTED))
+        raise

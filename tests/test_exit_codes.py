@@ -103,3 +103,4 @@ def test_130_interrupted(tmp_path: Path, taskctl_cmd: list[str]) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "Traceback" not in err
+    assert err.splitlines()[-1] == "error: interrupted"  # it used to exit 130 without a word

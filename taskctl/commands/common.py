@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from taskctl.errors import InterruptedError_, UsageError
+from taskctl.errors import NotConfirmedError, UsageError
 from taskctl.units import parse_duration
 
 YES_HELP = "Do it without asking (required when stdin is not a terminal)."
@@ -18,7 +18,11 @@ TASK_GLOB_HELP = "Only tasks whose name matches this glob (e.g. 'app.tasks.*')."
 
 
 def confirm(action: str, *, yes: bool, dry_run: bool = False) -> None:
-    """Destructive commands: --yes, a prompt on a terminal, or exit 2 without --yes off a terminal."""
+    """Destructive commands: --yes, a prompt on a terminal, or exit 2 without --yes off a terminal.
+
+    Never prompts off a terminal (a script would hang or read its data as the answer). A "no" at the prompt
+    exits 1 (not-confirmed): 130 is Ctrl-C's, and a script must tell a refusal from an interrupt.
+    """
     if yes or dry_run:
         return
     if not sys.stdin.isatty():
@@ -26,8 +30,13 @@ def confirm(action: str, *, yes: bool, dry_run: bool = False) -> None:
             f"refusing to {action} without --yes (stdin is not a terminal)",
             hint="pass --yes to confirm, or --dry-run to see what would change",
         )
-    if not typer.confirm(f"{action[:1].upper()}{action[1:]}?", default=False, err=True):
-        raise InterruptedError_("not confirmed; nothing changed")
+    try:
+        ok = typer.confirm(f"{action[:1].upper()}{action[1:]}?", default=False, err=True)
+    except typer.Abort:  # Ctrl-C or end of input: end the prompt's line so the error starts a line of its own
+        sys.stderr.write("\n")
+        raise
+    if not ok:
+        raise NotConfirmedError("not confirmed; nothing changed")
 
 
 def read_ids(ids: Iterable[str]) -> list[str]:
