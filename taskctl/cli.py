@@ -387,6 +387,10 @@ class _Context(typer.Context):
 RootGroup.context_class = _Context
 
 
+def _complete_format(incomplete: str) -> list[str]:
+    return [f for f in FORMATS if f.startswith(incomplete)]
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"taskctl {__version__}")
@@ -410,6 +414,7 @@ def root(
         "-o",
         "--output",
         help="|".join(FORMATS) + " (default: table on a terminal, else plain)",
+        autocompletion=_complete_format,
     ),
     backend: str | None = typer.Option(None, "--backend", help="Result backend URL (dynamodb://, redis://, file://)."),
     broker: str | None = typer.Option(None, "--broker", help="Broker URL (amqp://, redis://, filesystem://)."),

@@ -80,7 +80,7 @@ class MissingExtraError(UsageError):
     def __init__(self, module: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs the Python package '{module}', which is not installed",
-            hint=f"pip install 'taskctl[{extra}]'",
+            hint=f"install the {extra!r} extra: pip install '.[{extra}]' in taskctl's checkout",
         )
 
 
