@@ -161,37 +161,17 @@ def preview(body: bytes, n: int = PREVIEW_BYTES) -> str:
     return text + ("..." if len(body) > n else "")
 
 
-_COMPRESSIONS = {
-    "application/x-gzip": "zlib",
-    "gzip": "zlib",
-    "zlib": "zlib",
-    "application/x-bz2": "bz2",
-    "bzip2": "bz2",
-    "application/x-lzma": "lzma",
-    "lzma": "lzma",
-    "xz": "lzma",
-}
-
-
 def decompress(body: bytes, compression: str) -> bytes:
-    """Undo kombu's ``compression`` header (task_compression); 'gzip' is really zlib in kombu."""
-    kind = _COMPRESSIONS.get(compression)
+    """Undo kombu's ``compression`` header (task_compression), capped (:mod:`taskctl.formats.compression`)."""
+    from taskctl.formats.compression import DecompressionError, codec_of
+    from taskctl.formats.compression import decompress as guarded
+
+    if codec_of(compression) is None:
+        raise BodyError(f"unknown compression {compression!r}")
     try:
-        if kind == "zlib":
-            import zlib
-
-            return zlib.decompress(body)
-        if kind == "bz2":
-            import bz2
-
-            return bz2.decompress(body)
-        if kind == "lzma":
-            import lzma
-
-            return lzma.decompress(body)
-    except Exception as exc:
+        return guarded(body, compression)
+    except DecompressionError as exc:
         raise BodyError(f"cannot decompress {compression} body: {exc}") from None
-    raise BodyError(f"unknown compression {compression!r}")
 
 
 def _unwrap_kombu_json(obj: dict[str, Any]) -> Any:

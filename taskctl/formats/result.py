@@ -9,19 +9,18 @@ nothing, runs nothing) unless the caller passes ``unsafe_pickle=True``.
 from __future__ import annotations
 
 import base64
-import bz2
 import codecs
 import datetime as dt
 import json
-import lzma
 import pickle
 import uuid
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from taskctl.formats.compression import CELERY_COMPRESSED_MAGIC, compress, unwrap_celery
+from taskctl.formats.compression import MAX_DECOMPRESSED as MAX_DECOMPRESSED
 from taskctl.formats.safepickle import PickledGlobal, PickledObject, looks_like_pickle, safe_loads
 
 TASK_PREFIX = "celery-task-meta-"
@@ -38,7 +37,7 @@ SERIALIZER_ALIASES = {
     "application/x-yaml": "yaml",
     "application/x-python-serialize": "pickle",
 }
-COMPRESSED_MAGIC = b"\x00celery-compressed\x00"
+COMPRESSED_MAGIC = CELERY_COMPRESSED_MAGIC
 COMPRESSIONS = {
     "gzip": "application/x-gzip",
     "zlib": "application/x-gzip",
@@ -50,8 +49,6 @@ COMPRESSIONS = {
     "zstd": "application/zstd",
     "zstandard": "application/zstd",
 }
-#: a decompressed value larger than this is reported, not decoded (a bomb guard)
-MAX_DECOMPRESSED = 512 * 1024 * 1024
 
 
 class ResultFormatError(ValueError):
@@ -162,44 +159,9 @@ def head_of(raw: bytes, n: int = 32) -> str:
 
 
 def decompress(raw: bytes) -> tuple[bytes, str | None]:
-    """Undo Celery 5.7's in-band compression (``\\x00celery-compressed\\x00<ctype>\\x00<body>``)."""
-    if not raw.startswith(COMPRESSED_MAGIC):
-        return raw, None
-    ctype_b, sep, body = raw[len(COMPRESSED_MAGIC) :].partition(b"\x00")
-    if not sep:
-        raise ValueError("compression marker without content type")
-    ctype = ctype_b.decode("ascii", "replace")
-    if ctype in ("application/x-gzip", "gzip", "zlib"):
-        d = zlib.decompressobj()
-        out = d.decompress(body, MAX_DECOMPRESSED)
-        if d.unconsumed_tail:
-            raise ValueError(f"{ctype} value decompresses to more than {MAX_DECOMPRESSED} bytes")
-        return out, ctype
-    if ctype in ("application/x-bz2", "bzip2"):
-        bd = bz2.BZ2Decompressor()
-        out = bd.decompress(body, MAX_DECOMPRESSED)
-        if not bd.eof and not bd.needs_input:
-            raise ValueError(f"{ctype} value decompresses to more than {MAX_DECOMPRESSED} bytes")
-        return out, ctype
-    if ctype in ("application/x-lzma", "lzma", "xz"):
-        ld = lzma.LZMADecompressor()
-        out = ld.decompress(body, MAX_DECOMPRESSED)
-        if not ld.eof and not ld.needs_input:
-            raise ValueError(f"{ctype} value decompresses to more than {MAX_DECOMPRESSED} bytes")
-        return out, ctype
-    if ctype in ("application/x-brotli", "brotli"):
-        try:
-            import brotli
-        except ImportError:
-            raise ValueError("brotli-compressed value: install the Python package 'brotli' to read it") from None
-        return bytes(brotli.decompress(body)), ctype
-    if ctype in ("application/zstd", "zstd"):
-        try:
-            import zstandard
-        except ImportError:
-            raise ValueError("zstd-compressed value: install the Python package 'zstandard' to read it") from None
-        return bytes(zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_DECOMPRESSED)), ctype
-    raise ValueError(f"unknown compression {ctype!r}")
+    """Undo Celery 5.7's in-band compression (``\\x00celery-compressed\\x00<ctype>\\x00<body>``), capped at
+    :data:`MAX_DECOMPRESSED` (see :mod:`taskctl.formats.compression`). Raises ValueError."""
+    return unwrap_celery(raw)
 
 
 def _kombu_object_hook(obj: dict[str, Any]) -> Any:
@@ -701,14 +663,9 @@ def encode_payload(meta: Mapping[str, Any], serializer: str = "json", compressio
         data = buf.getvalue()
     if compression:
         ctype = COMPRESSIONS.get(compression.lower(), compression)
-        if ctype == "application/x-gzip":
-            body = zlib.compress(data)
-        elif ctype == "application/x-bz2":
-            body = bz2.compress(data)
-        elif ctype == "application/x-lzma":
-            body = lzma.compress(data)
-        else:
+        if ctype not in ("application/x-gzip", "application/x-bz2", "application/x-lzma"):
             raise ResultFormatError(f"taskctl cannot write {compression!r} compression (use gzip, bzip2 or lzma)")
+        body = compress(data, ctype)
         data = COMPRESSED_MAGIC + ctype.encode("ascii") + b"\x00" + body
     return data
 
