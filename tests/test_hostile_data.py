@@ -183,3 +183,264 @@ def test_one_decompressor_reads_every_codec_and_stream() -> None:
     with pytest.raises(DecompressionError, match="more than 10 bytes"):
         decompress(zlib.compress(bytes(11)), "zlib", limit=10)
     assert decompress(zlib.compress(bytes(10)), "zlib", limit=10) == bytes(10)
+
+
+# -- stored results: every value bounded, every problem said, nothing raised ----------------------------------
+
+
+def read_result(raw: bytes, serializer: str | None = "json") -> tuple[Any, Any]:
+    """Everything a command does with one stored result: decode, read the meta, its exception and progress, and
+    render it as JSON (which must stay valid: no bare NaN/Infinity)."""
+    import json
+
+    from taskctl.formats import result as R
+
+    def run() -> tuple[Any, Any]:
+        d = R.decode_payload(raw, serializer)
+        meta = R.parse_task_meta(d.value, "t") if d.ok else None
+        if meta is not None:
+            _ = (meta.exception, meta.progress, meta.child_ids, str(meta.exception or ""))
+            json.dumps(R.to_plain({"result": meta.result, "args": meta.args}), allow_nan=False, default=str)
+        return d, meta
+
+    return bounded(run)
+
+
+def alias_bomb(levels: int = 9) -> bytes:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    prev = "a"
+    for name in "bcdefghijklmnop"[: levels - 1]:
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+        prev = name
+    return ("status: SUCCESS\nresult:\n" + "\n".join("  " + line for line in lines)).encode()
+
+
+def test_yaml_alias_bomb_is_refused() -> None:
+    d, _ = read_result(alias_bomb(), "yaml")
+    assert not d.ok and "expands to more than" in d.error
+    many = b"a: &a 1\nb: [" + b",".join([b"*a"] * 20_000) + b"]\n"
+    d, _ = read_result(many, "yaml")
+    assert not d.ok and "YAML aliases" in d.error
+
+
+def kombu_decimal(text: str) -> bytes:
+    return b'{"status": "SUCCESS", "result": {"__type__": "decimal", "__value__": "%s"}}' % text.encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "placeholder"),
+    [
+        (kombu_decimal("1E+999999999"), "decimal 1E+999999999"),
+        (kombu_decimal("sNaN"), "decimal sNaN"),
+        (kombu_decimal("Infinity"), "decimal Infinity"),
+        (kombu_decimal("1E+5000"), "decimal 1E+5000"),
+        (b'{"status": "SUCCESS", "result": 1E+5000}', "number 1E+5000"),
+        (b'{"status": "SUCCESS", "result": NaN}', "float NaN"),
+        (b'{"status": "SUCCESS", "result": -Infinity}', "float -Infinity"),
+        (b'{"status": "SUCCESS", "result": %s}' % (b"9" * 4400), "int of 4400 digits"),
+    ],
+)
+def test_hostile_numbers_become_placeholders_with_a_problem(raw: bytes, placeholder: str) -> None:
+    d, meta = read_result(raw)
+    assert d.ok and d.problem is not None and placeholder in d.problem
+    assert meta is not None and meta.result == {"__unreadable__": placeholder}
+
+
+def test_exception_holding_a_4400_digit_int() -> None:
+    raw = b'{"status": "FAILURE", "result": {"exc_type": "ValueError", "exc_message": [%s], "exc_module": "builtins"}}'
+    d, meta = read_result(raw % (b"7" * 4400))
+    assert d.problem == "int of 4400 digits replaced"
+    assert meta.exception.type == "ValueError" and "int of 4400 digits" in meta.exception.message
+    # the same from a pickle, and a real exception object (unsafe pickle), read without raising
+    import pickle
+
+    from taskctl.formats import result as R
+
+    info = R.exception_info({"exc_type": "E", "exc_message": [10**4400], "exc_module": "m"})
+    assert info is not None and len(info.message) <= 10_000
+    pickled = pickle.dumps({"status": "FAILURE", "result": ValueError(10**4400)}, protocol=4)
+    d, meta = read_result(pickled, "pickle")
+    assert meta.exception.type == "ValueError" and "int of about 4401 digits" in meta.exception.message
+    assert R.exception_info(ValueError(10**4400)).message == "<unprintable ValueError>"
+
+
+def test_progress_of_1e999_is_no_progress() -> None:
+    _d, meta = read_result(b'{"status": "PROGRESS", "result": {"current": 1e999, "total": 10}}')
+    assert meta.progress is None and meta.result["current"] == {"__unreadable__": "number 1e999"}
+    from taskctl.formats import result as R
+
+    for bad in (float("inf"), float("nan"), 10**5000):
+        m = R.TaskMeta("t", "PROGRESS", {"current": bad, "total": 10}, None, (), None)
+        assert m.progress is None
+
+
+def test_json_nested_100000_levels_is_an_error_not_a_crash() -> None:
+    d, meta = read_result(b'{"status": "SUCCESS", "result": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert not d.ok and "nested too deeply" in d.error and meta is None
+
+
+def test_deep_children_are_a_problem_not_a_crash() -> None:
+    from taskctl.formats import result as R
+
+    child: Any = [["last", None], None]
+    for i in range(5000):
+        child = [[f"t{i}", child], None]
+    meta = R.parse_task_meta({"status": "SUCCESS", "children": [child]}, "t")
+    assert meta is not None and meta.problem == "children nest too deeply to read"
+
+
+def test_msgpack_nan_and_to_plain_stay_valid_json() -> None:
+    import json
+
+    msgpack = pytest.importorskip("msgpack")
+    from decimal import Decimal
+
+    from taskctl.formats import result as R
+
+    d, _meta = read_result(msgpack.packb({"status": "SUCCESS", "result": [float("nan"), 1.5]}), "msgpack")
+    assert d.value["result"] == [{"__unreadable__": "float nan"}, 1.5] and "float nan" in d.problem
+    plain = R.to_plain([float("inf"), Decimal("sNaN"), Decimal("1E+999999999"), Decimal("1.5")])
+    assert json.loads(json.dumps(plain, allow_nan=False, default=str))[:3] == [
+        {"__unreadable__": "float inf"},
+        {"__unreadable__": "decimal sNaN"},
+        {"__unreadable__": "decimal 1E+999999999"},
+    ]
+
+
+# -- messages -------------------------------------------------------------------------------------------------
+
+
+def read_message(body: bytes, ctype: str = "application/json", headers: dict[str, Any] | None = None) -> Any:
+    import json
+
+    from taskctl.formats.message import RawMessage, decode, drain_line, to_record
+
+    raw = RawMessage(body, ctype, "utf-8", headers if headers is not None else {"task": "a.b", "id": "t-1"})
+
+    def run() -> Any:
+        d = decode(raw)
+        _ = d.summary
+        json.dumps(to_record(raw, queue="q", decoded=d), allow_nan=False, default=str)
+        json.loads(drain_line(raw, "q"))
+        return d
+
+    return bounded(run)
+
+
+def test_message_nested_100000_levels_is_reported() -> None:
+    d = read_message(b"[" * 100_000 + b"]" * 100_000)
+    assert d.kind == "task" and d.task_id == "t-1" and "nested too deeply" in d.error
+
+
+def test_message_nan_and_huge_numbers_are_placeholders() -> None:
+    d = read_message(b'[[NaN, 1e999, %s], {"x": Infinity}, {}]' % (b"1" * 5000))
+    assert d.args == [
+        {"__unreadable__": "float NaN"},
+        {"__unreadable__": "number 1e999"},
+        {"__unreadable__": "int of 5000 digits"},
+    ]
+    assert d.kwargs == {"x": {"__unreadable__": "float Infinity"}}
+    assert d.error is not None and d.error.startswith("body values replaced: ")
+
+
+def test_message_pickle_and_yaml_bombs_are_reported() -> None:
+    d = read_message(billion_laughs(), "application/x-python-serialize")
+    assert "expands to more than" in d.error
+    pytest.importorskip("yaml")
+    d = read_message(alias_bomb(), "application/x-yaml", headers={})
+    assert d.kind == "other" and "expands to more than" in d.error
+
+
+# -- fuzz: any bytes, through every decoder, never raise ------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SERIALIZERS = st.sampled_from([None, "json", "msgpack", "yaml", "pickle"])
+CONTENT_TYPES = st.sampled_from(
+    [
+        *(None, "", "application/json", "application/x-python-serialize", "application/x-msgpack"),
+        *("application/x-yaml", "text/plain", "application/data", "json; charset=utf-8"),
+    ]
+)
+COMPRESSIONS = st.sampled_from([None, "application/x-gzip", "application/x-bz2", "application/x-lzma", "zstd", "x"])
+PREFIXES = st.sampled_from(
+    [b"", b"\x80\x04", b"\x80\x02", b"{", b"[", b"\x00celery-compressed\x00application/x-bz2\x00"]
+)
+
+
+def read_everything(value: Any) -> None:
+    import json
+
+    from taskctl.formats import result as R
+
+    meta = R.parse_task_meta(value, "x")
+    if meta is not None:
+        _ = (meta.exception, meta.progress, meta.child_ids, meta.problem)
+    R.parse_group_meta(value)
+    R.exception_info(value)
+    json.dumps(R.to_plain(value), allow_nan=False, default=str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PREFIXES, st.binary(max_size=300), SERIALIZERS)
+def test_fuzz_any_bytes_through_the_result_codec(prefix: bytes, data: bytes, serializer: str | None) -> None:
+    from taskctl.formats import result as R
+
+    d = R.decode_payload(prefix + data, serializer)
+    assert d.ok or d.error
+    if d.ok:
+        read_everything(d.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PREFIXES, st.binary(max_size=300), CONTENT_TYPES, COMPRESSIONS, st.sampled_from([None, "utf-8", "binary", "x"]))
+def test_fuzz_any_bytes_through_the_message_decoder(
+    prefix: bytes, data: bytes, ctype: str | None, compression: str | None, encoding: str | None
+) -> None:
+    import json
+
+    from taskctl.formats.message import RawMessage, decode, drain_line, message_key, republish_problems
+
+    headers: dict[str, Any] = {"task": "a.b", "id": "t"} if data[:1] < b"\x80" else {}
+    if compression:
+        headers["compression"] = compression
+    raw = RawMessage(prefix + data, ctype, encoding, headers)
+    d = decode(raw)
+    assert d.kind in ("task", "result", "control", "control-reply", "other")
+    json.dumps(d.to_json(), allow_nan=False, default=str)
+    _ = (d.summary, message_key(raw), republish_problems(raw), drain_line(raw, "q"))
+
+
+HOSTILE_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.builds(lambda n, sign: sign * 10**n, st.sampled_from([4400, 5000]), st.sampled_from([1, -1]))
+    | st.floats()
+    | st.decimals()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        HOSTILE_SCALARS,
+        lambda kids: (
+            st.lists(kids, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["status", "result", "exc_type", "exc_message", "current", "total"]), kids
+            )
+        ),
+        max_leaves=20,
+    )
+)
+def test_fuzz_hostile_values_through_the_meta_readers(value: Any) -> None:
+    """Values as an unsafe pickle or a caller could hand them over: the readers never raise."""
+    from taskctl.formats.bounded import bound
+
+    read_everything(value)
+    bounded_value, _problems = bound(value)
+    read_everything(bounded_value)

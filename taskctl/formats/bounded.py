@@ -24,6 +24,7 @@ __all__ = [
     "MAX_NODES",
     "ValueTooLarge",
     "bound",
+    "check_scalar",
     "placeholder",
 ]
 
@@ -49,7 +50,7 @@ def placeholder(what: str) -> dict[str, str]:
     return {"__unreadable__": what}
 
 
-def _leaf(v: Any) -> tuple[Any, str | None]:
+def check_scalar(v: Any) -> tuple[Any, str | None]:
     """(replacement, problem) of a scalar; the replacement is V itself when it is fine."""
     t = type(v)
     if t is float:
@@ -132,7 +133,7 @@ def bound(
         t = type(node)
         if t is str or t is bytes:
             return node, 1 + (len(node) >> 6), None
-        new, p = _leaf(node)
+        new, p = check_scalar(node)
         if p:
             problems[p] = problems.get(p, 0) + 1
         return new, 1, None

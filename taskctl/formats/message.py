@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from taskctl.formats.loaders import load_json, load_msgpack, load_yaml
+
 JSON = "application/json"
 PICKLE = "application/x-python-serialize"
 MSGPACK = "application/x-msgpack"
@@ -188,45 +190,63 @@ def _unwrap_kombu_json(obj: dict[str, Any]) -> Any:
 
 def decode_body(body: bytes, content_type: str | None, content_encoding: str | None = None) -> Any:
     """Deserialize BODY by its content type; pickle only through the safe reader. Raises BodyError."""
+    return decode_body_bounded(body, content_type, content_encoding)[0]
+
+
+def decode_body_bounded(
+    body: bytes, content_type: str | None, content_encoding: str | None = None
+) -> tuple[Any, list[str]]:
+    """:func:`decode_body` and what was replaced by placeholders to keep the value bounded. Raises BodyError."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype in ("application/json", "json", ""):
         if not ctype and body[:1] not in (b"{", b"["):
             raise BodyError("no content type")
         try:
-            return json.loads(body.decode(_codec(content_encoding)), object_hook=_unwrap_kombu_json)
+            return load_json(body.decode(_codec(content_encoding)), object_hook=_unwrap_kombu_json)
+        except RecursionError:
+            raise BodyError("body is not valid JSON (nested too deeply)") from None
         except (UnicodeDecodeError, LookupError, ValueError) as exc:
-            raise BodyError(f"body is not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
+            raise BodyError(f"body is not valid JSON ({exc.__class__.__name__}: {_line(exc)})") from None
     if ctype == PICKLE:
-        from taskctl.formats.safepickle import safe_loads  # runs nothing: pickle is never unpickled here
+        from taskctl.formats.safepickle import safe_load_bounded  # runs nothing: pickle is never unpickled here
 
         try:
-            return safe_loads(body)
+            return safe_load_bounded(body)
         except Exception as exc:
-            raise BodyError(f"pickled, {len(body)} bytes, not readable safely: {str(exc)[:80]}") from None
+            raise BodyError(f"pickled, {len(body)} bytes, not readable safely: {_line(exc)}") from None
     if ctype == MSGPACK:
         try:
-            import msgpack
+            import msgpack  # noqa: F401  (only to say what is missing)
         except ImportError:
             raise BodyError(f"msgpack, {len(body)} bytes (install taskctl[msgpack] to decode)") from None
         try:
-            return msgpack.unpackb(body, raw=False)
+            return load_msgpack(body)
         except Exception as exc:
-            raise BodyError(f"body is not valid msgpack: {str(exc)[:80]}") from None
+            raise BodyError(f"body is not valid msgpack: {_line(exc)}") from None
     if ctype == YAML:
         try:
-            import yaml
+            import yaml  # noqa: F401  (only to say what is missing)
         except ImportError:
             raise BodyError(f"yaml, {len(body)} bytes (install taskctl[yaml] to decode)") from None
         try:
-            return yaml.safe_load(body.decode(_codec(content_encoding)))
+            return load_yaml(body.decode(_codec(content_encoding)))
         except Exception as exc:
-            raise BodyError(f"body is not valid YAML: {str(exc)[:80]}") from None
+            raise BodyError(f"body is not valid YAML: {_line(exc)}") from None
     if ctype.startswith("text/"):
         try:
-            return body.decode(_codec(content_encoding))
+            return body.decode(_codec(content_encoding)), []
         except (UnicodeDecodeError, LookupError) as exc:
-            raise BodyError(f"text body not decodable: {exc}") from None
-    raise BodyError(f"unknown content type {content_type!r}")
+            raise BodyError(f"text body not decodable: {_line(exc)}") from None
+    raise BodyError(f"unknown content type {_line(content_type)!r}")
+
+
+def _line(value: Any, limit: int = 80) -> str:
+    """One short line of an error or a value for a message (never raises)."""
+    try:
+        text = " ".join(str(value).split())
+    except Exception:
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _codec(encoding: str | None) -> str:
@@ -238,10 +258,15 @@ def _codec(encoding: str | None) -> str:
 # -- decode -------------------------------------------------------------------------------------------------
 
 
-def _str(value: Any) -> str | None:
+def _str(value: Any, limit: int = 10_000) -> str | None:
+    """A header or body field as text; never raises, never longer than LIMIT (header values are untrusted)."""
     if value is None:
         return None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[: limit - 3] + "..."
+    if isinstance(value, int) and value.bit_length() > 1000:
+        return f"<int of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    return _line(value, limit)
 
 
 def _int(value: Any) -> int | None:
@@ -249,20 +274,37 @@ def _int(value: Any) -> int | None:
 
 
 def decode(raw: RawMessage) -> DecodedMessage:
-    """Read RAW as Celery does; never raises for bad input (errors land in ``error``)."""
+    """Read RAW as Celery does; never raises for bad input (errors land in ``error``, and so do the parts of
+    the body replaced by placeholders to keep it bounded)."""
+    try:
+        d = _decode(raw)
+    except Exception as exc:  # a last guard: one bad message never stops a command over many
+        return DecodedMessage(
+            kind="other",
+            size=len(raw.body),
+            content_type=_str(raw.content_type),
+            error=f"message cannot be read: {type(exc).__name__}: {_line(exc)}",
+            preview=preview(raw.body),
+        )
+    return d
+
+
+def _decode(raw: RawMessage) -> DecodedMessage:
     headers = raw.headers or {}
     props = raw.properties or {}
     size = len(raw.body)
     base: dict[str, Any] = {"size": size, "content_type": raw.content_type}
     body: Any = None
     error: str | None = None
+    problems: list[str] = []
     data = raw.body
     try:
         if headers.get("compression"):
-            data = decompress(data, str(headers["compression"]))
-        body = decode_body(data, raw.content_type, raw.content_encoding)
+            data = decompress(data, _line(headers["compression"], 100))
+        body, problems = decode_body_bounded(data, raw.content_type, raw.content_encoding)
     except BodyError as exc:
         error = str(exc)
+    problem = ("body values replaced: " + "; ".join(problems)) if problems else None
 
     # protocol 2: the task header is what makes a task message
     if "task" in headers:
@@ -288,6 +330,7 @@ def decode(raw: RawMessage) -> DecodedMessage:
                 fields["args"], fields["kwargs"] = body[0], body[1]
             else:
                 error = "task body is not [args, kwargs, embed]"
+        error = error or problem
         return DecodedMessage(kind="task", **base, **fields, error=error, preview=preview(raw.body) if error else None)
 
     if error is None and isinstance(body, Mapping):
@@ -306,6 +349,7 @@ def decode(raw: RawMessage) -> DecodedMessage:
                 retries=_int(body.get("retries")),
                 group=_str(body.get("taskset") or body.get("group")),
                 reply_to=_str(props.get("reply_to")) or None,
+                error=problem,
             )
         if "status" in body and ("result" in body or "task_id" in body):
             return DecodedMessage(
@@ -316,19 +360,21 @@ def decode(raw: RawMessage) -> DecodedMessage:
                 result=body.get("result"),
                 traceback=_str(body.get("traceback")),
                 date_done=_str(body.get("date_done")),
+                error=problem,
             )
         if "method" in body and "arguments" in body:
-            return DecodedMessage(kind="control", **base, method=_str(body["method"]), arguments=body["arguments"])
+            return DecodedMessage(
+                kind="control", **base, method=_str(body["method"]), arguments=body["arguments"], error=problem
+            )
         if "ticket" in headers:
-            return DecodedMessage(kind="control-reply", **base, method="reply", arguments=dict(body))
+            return DecodedMessage(kind="control-reply", **base, method="reply", arguments=dict(body), error=problem)
     if error is None and "ticket" in headers:
-        return DecodedMessage(kind="control-reply", **base, method="reply", arguments=body)
-    kind = "other"
+        return DecodedMessage(kind="control-reply", **base, method="reply", arguments=body, error=problem)
     return DecodedMessage(
-        kind=kind,
+        kind="other",
         **base,
         task_id=_str(props.get("correlation_id")) or _str(props.get("message_id")),
-        error=error,
+        error=error or problem,
         preview=preview(raw.body),
     )
 

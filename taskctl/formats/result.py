@@ -12,6 +12,7 @@ import base64
 import codecs
 import datetime as dt
 import json
+import math
 import pickle
 import uuid
 from collections.abc import Iterator, Mapping
@@ -19,9 +20,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from taskctl.formats.bounded import MAX_INT_BITS, ValueTooLarge, bound, check_scalar
 from taskctl.formats.compression import CELERY_COMPRESSED_MAGIC, compress, unwrap_celery
 from taskctl.formats.compression import MAX_DECOMPRESSED as MAX_DECOMPRESSED
-from taskctl.formats.safepickle import PickledGlobal, PickledObject, looks_like_pickle, safe_loads
+from taskctl.formats.loaders import load_json, load_msgpack, load_yaml
+from taskctl.formats.safepickle import PickledGlobal, PickledObject, looks_like_pickle, safe_load_bounded
 
 TASK_PREFIX = "celery-task-meta-"
 GROUP_PREFIX = "celery-taskset-meta-"
@@ -141,6 +144,8 @@ class Decoded:
     head: str = ""
     #: the configured serializer failed and sniffing found another one
     sniffed: bool = False
+    #: parts of the value replaced by placeholders to keep it bounded (NaN, huge ints, cut nesting...)
+    problem: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -189,27 +194,13 @@ def _kombu_object_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def _load_json(data: bytes) -> Any:
+def _load_json(data: bytes) -> tuple[Any, list[str]]:
     text = data.decode("utf-8")
-    if '"__type__"' not in text:  # no kombu wrapper anywhere: skip the per-object hook
-        return json.loads(text)
-    return json.loads(text, object_hook=_kombu_object_hook)
-
-
-def _load_msgpack(data: bytes) -> Any:
-    try:
-        import msgpack
-    except ImportError:
-        raise ValueError("msgpack value: install 'taskctl[msgpack]' to read it") from None
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
-def _load_yaml(data: bytes) -> Any:
-    try:
-        import yaml
-    except ImportError:
-        raise ValueError("yaml value: install 'taskctl[yaml]' to read it") from None
-    return yaml.safe_load(data.decode("utf-8"))
+    if '"__type__"' not in text:  # no kombu wrapper anywhere: skip the per-object hook (and the walk)
+        return load_json(text)
+    value, problems = load_json(text, object_hook=_kombu_object_hook)
+    value, more = bound(value)  # a wrapped decimal may be 1E+999999999
+    return value, problems + more
 
 
 def sniff(data: bytes) -> str:
@@ -236,20 +227,40 @@ def normalize_serializer(name: str | None) -> str | None:
     return n
 
 
-def _deserialize(data: bytes, serializer: str, unsafe_pickle: bool) -> Any:
+def _deserialize(data: bytes, serializer: str, unsafe_pickle: bool) -> tuple[Any, list[str]]:
+    """The value and what had to be replaced to keep it bounded."""
     if serializer == "json":
         return _load_json(data)
     if serializer == "msgpack":
-        return _load_msgpack(data)
+        return load_msgpack(data)
     if serializer == "yaml":
-        return _load_yaml(data)
+        return load_yaml(data.decode("utf-8"))
     if serializer == "pickle":
-        return pickle.loads(data) if unsafe_pickle else safe_loads(data)
+        if not unsafe_pickle:
+            return safe_load_bounded(data)
+        try:
+            return bound(pickle.loads(data))
+        except ValueTooLarge as exc:
+            raise ValueError(str(exc)) from None
     raise ValueError(f"unknown serializer {serializer!r}")
 
 
 def decode_payload(raw: bytes | str | None, serializer: str | None = None, *, unsafe_pickle: bool = False) -> Decoded:
-    """Decode one stored value. SERIALIZER is what Celery was configured with (None: sniff). Never raises."""
+    """Decode one stored value. SERIALIZER is what Celery was configured with (None: sniff). Never raises:
+    what cannot be read is ``error``, what was replaced by placeholders to keep the value bounded ``problem``."""
+    try:
+        return _decode_payload(raw, serializer, unsafe_pickle)
+    except Exception as exc:  # a last guard: stored data is untrusted and one bad item never stops a command
+        data = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw or b"")
+        return Decoded(None, None, error=f"cannot decode: {type(exc).__name__}", size=len(data), head=head_of(data))
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _decode_payload(raw: bytes | str | None, serializer: str | None, unsafe_pickle: bool) -> Decoded:
     if raw is None:
         return Decoded(None, None, error="no value stored", size=0, head="")
     if isinstance(raw, str):
@@ -271,13 +282,18 @@ def decode_payload(raw: bytes | str | None, serializer: str | None = None, *, un
     first_error: str | None = None
     for i, name in enumerate(order):
         try:
-            value = _deserialize(data, name, unsafe_pickle)
+            value, problems = _deserialize(data, name, unsafe_pickle)
         except RecursionError:
             err = f"not valid {name}: nested too deeply"
+        except MemoryError:
+            err = f"not valid {name}: too large to read"
         except Exception as exc:  # every decoder has its own error types; none may end the run
-            err = f"not valid {name}: {type(exc).__name__}: {exc}"
+            err = f"not valid {name}: {type(exc).__name__}: {_one_line(str(exc))}"
         else:
-            return Decoded(value, name, compression, size=size, head=head, sniffed=bool(wanted) and i > 0)
+            problem = "; ".join(problems) if problems else None
+            return Decoded(
+                value, name, compression, size=size, head=head, sniffed=bool(wanted) and i > 0, problem=problem
+            )
         first_error = first_error or err
     return Decoded(None, None, compression, error=first_error, size=size, head=head)
 
@@ -345,7 +361,7 @@ class ExceptionInfo:
 def _str_of_args(exc_type: str, args: Any) -> str:
     """What ``str(exc)`` shows for an exception built from ARGS (KeyError shows its repr)."""
     if isinstance(args, str):
-        return args
+        return _text(args)
     if not isinstance(args, list | tuple):
         return _short(args)
     if len(args) == 0:
@@ -353,34 +369,49 @@ def _str_of_args(exc_type: str, args: Any) -> str:
     if len(args) == 1:
         a = args[0]
         if exc_type.rsplit(".", 1)[-1] == "KeyError":
-            return repr(a)
-        return a if isinstance(a, str) else _short(a)
+            return _short(a)
+        return _text(a) if isinstance(a, str) else _short(a)
     return _short(tuple(args))
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, limit: int = 10_000) -> str:
+    """``repr`` that never raises and never passes LIMIT characters."""
     try:
-        return repr(to_plain(value)) if isinstance(value, PickledObject | PickledGlobal) else repr(value)
-    except Exception:
-        return object.__repr__(value)
+        text = repr(to_plain(value)) if isinstance(value, PickledObject | PickledGlobal) else repr(value)
+    except Exception:  # past Python's int digit limit, RecursionError, a failing __repr__
+        try:
+            text = repr(to_plain(value, max_depth=20))
+        except Exception:
+            text = object.__repr__(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def exception_info(value: Any) -> ExceptionInfo | None:
-    """An exception as Celery stored it: the ``exc_type`` dict, a safe-pickle placeholder or a real exception."""
+    """An exception as Celery stored it: the ``exc_type`` dict, a safe-pickle placeholder or a real exception.
+    Never raises; every text in it is bounded."""
+    try:
+        return _exception_info(value)
+    except Exception as exc:
+        return ExceptionInfo("?", f"<exception cannot be read: {type(exc).__name__}>", None)
+
+
+def _exception_info(value: Any) -> ExceptionInfo | None:
     if isinstance(value, BaseException):
         t = type(value)
-        return ExceptionInfo(t.__qualname__, str(value), t.__module__)
+        return ExceptionInfo(t.__qualname__, _text(value), t.__module__)
     if isinstance(value, PickledObject):
         name = value.name or "?"
         args = value.get("args", [])
         if name == "celery.utils.serialization.UnpickleableExceptionWrapper" and len(args) >= 3:
-            return ExceptionInfo(str(args[1]), _str_of_args(str(args[1]), args[2]), str(args[0]))
+            return ExceptionInfo(_text(args[1], 200), _str_of_args(_text(args[1]), args[2]), _text(args[0], 200))
         module, _, typ = name.rpartition(".")
         return ExceptionInfo(typ, _str_of_args(typ, args), module or None)
     if isinstance(value, Mapping) and "exc_type" in value:
-        typ = str(value.get("exc_type"))
+        typ = _text(value.get("exc_type"), 200)
         exc_module = value.get("exc_module")
-        return ExceptionInfo(typ, _str_of_args(typ, value.get("exc_message")), str(exc_module) if exc_module else None)
+        return ExceptionInfo(
+            typ, _str_of_args(typ, value.get("exc_message")), _text(exc_module, 200) if exc_module else None
+        )
     return None
 
 
@@ -403,6 +434,8 @@ class TaskMeta:
     retries: int | None = None
     queue: str | None = None
     stamps: dict[str, Any] = field(default_factory=dict)
+    #: what could not be read of the meta (the rest is as stored)
+    problem: str | None = None
 
     @property
     def exception(self) -> ExceptionInfo | None:
@@ -421,17 +454,38 @@ class TaskMeta:
         if self.status in READY_STATES or self.status in EXCEPTION_STATES or not isinstance(r, Mapping):
             return None
         cur, tot = r.get("current", r.get("done")), r.get("total")
-        if isinstance(cur, int | float) and isinstance(tot, int | float) and not isinstance(cur, bool):
-            return int(cur), int(tot)
-        return None
+        if not (isinstance(cur, int | float) and isinstance(tot, int | float)) or isinstance(cur, bool):
+            return None
+        if not (_showable_number(cur) and _showable_number(tot)):
+            return None  # 1e999, NaN, a 5,000-digit int: not a progress anyone can show
+        return int(cur), int(tot)
+
+
+def _showable_number(v: int | float) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return v.bit_length() <= MAX_INT_BITS
+
+
+def _text(v: Any, limit: int = 10_000) -> str:
+    """``str(v)`` that never raises (a huge int, a nested value past the recursion limit, a real object whose
+    ``__str__`` fails) and never passes LIMIT characters."""
+    try:
+        if isinstance(v, int) and not _showable_number(v):
+            text = f"<int of about {int(v.bit_length() * 0.30103) + 1} digits>"
+        else:
+            text = v if isinstance(v, str) else str(v)
+    except Exception:
+        text = f"<unprintable {type(v).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _opt_str(v: Any) -> str | None:
     if v is None:
         return None
     if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    return str(v)
+        return v[:10_000].decode("utf-8", "replace")
+    return _text(v)
 
 
 def _date_str(v: Any) -> str | None:
@@ -439,7 +493,7 @@ def _date_str(v: Any) -> str | None:
         return None
     if isinstance(v, dt.datetime | dt.date):
         return v.isoformat()
-    return str(v)
+    return _text(v, 100)
 
 
 _META_FIELDS = frozenset(
@@ -449,16 +503,27 @@ _META_FIELDS = frozenset(
 
 
 def parse_task_meta(value: Any, task_id: str) -> TaskMeta | None:
-    """Read a decoded meta dict; None when it is not shaped like task meta."""
+    """Read a decoded meta dict; None when it is not shaped like task meta. Never raises."""
     if not isinstance(value, Mapping) or "status" not in value:
         return None
+    try:
+        return _parse_task_meta(value, task_id)
+    except Exception as exc:  # a Mapping whose methods fail (a real object from an unsafe pickle), ...
+        return TaskMeta(task_id, "PENDING", None, None, (), None, problem=f"meta cannot be read: {type(exc).__name__}")
+
+
+def _parse_task_meta(value: Mapping[str, Any], task_id: str) -> TaskMeta:
     children_raw = value.get("children") or ()
     refs: list[TaskRef | GroupRef] = []
+    problem = None
     if isinstance(children_raw, list | tuple):
-        for c in children_raw:
-            r = parse_result_tuple(c)
-            if r is not None:
-                refs.append(r)
+        try:
+            for c in children_raw:
+                r = parse_result_tuple(c)
+                if r is not None:
+                    refs.append(r)
+        except RecursionError:
+            problem = "children nest too deeply to read"
     retries = value.get("retries")
     stamps: dict[str, Any] = {}
     stamped = value.get("stamped_headers")
@@ -480,6 +545,7 @@ def parse_task_meta(value: Any, task_id: str) -> TaskMeta | None:
         retries=retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
         queue=_opt_str(value.get("queue")),
         stamps=stamps,
+        problem=problem,
     )
 
 
@@ -509,19 +575,21 @@ def to_plain(value: Any, *, max_depth: int = 200) -> Any:
     """A JSON-ready copy: placeholders become dicts, tuples lists, sets lists, UUID/Decimal/datetime strings or
     numbers; cycles become ``{"__cycle__": true}``; huge ints ``{"__int_hex__": "0x…"}``. Never recurses
     without bound."""
-    if value is None or isinstance(value, bool | str | float) or (type(value) is int and value.bit_length() < 13000):
+    if value is None or isinstance(value, bool | str) or (type(value) is int and value.bit_length() < 13000):
         return value
     active: set[int] = set()
 
     def conv(v: Any, depth: int) -> Any:
-        if v is None or isinstance(v, bool | str | float):
+        if v is None or isinstance(v, bool | str):
             return v
+        if isinstance(v, float):
+            return v if math.isfinite(v) else check_scalar(v)[0]  # JSON output cannot hold NaN/Infinity
         if isinstance(v, int):
             return v if v.bit_length() < 13000 else {"__int_hex__": hex(v)}
         if isinstance(v, bytes | bytearray | memoryview):
             return bytes(v)
         if isinstance(v, Decimal):
-            return v
+            return check_scalar(v)[0]  # 1E+999999999 or sNaN would hang or fail whoever turns it into a number
         if isinstance(v, dt.datetime | dt.date | dt.time):
             return v.isoformat()
         if isinstance(v, dt.timedelta):
