@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 from taskctl.formats.loaders import load_json, load_msgpack, load_yaml
+from taskctl.formats.times import parse_iso
 
 JSON = "application/json"
 PICKLE = "application/x-python-serialize"
@@ -526,15 +527,8 @@ def for_republish(raw: RawMessage) -> RawMessage:
     return replace(raw, properties=props)
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    """An ISO-8601 header value as an aware datetime (naive means UTC); None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+#: an ISO-8601 header value as an aware UTC datetime (:func:`taskctl.formats.times.parse_iso`)
+parse_time = parse_iso
 
 
 def republish_problems(raw: RawMessage, now: dt.datetime | None = None) -> list[str]:

@@ -25,6 +25,7 @@ from taskctl.formats.compression import CELERY_COMPRESSED_MAGIC, compress, unwra
 from taskctl.formats.compression import MAX_DECOMPRESSED as MAX_DECOMPRESSED
 from taskctl.formats.loaders import load_json, load_msgpack, load_yaml
 from taskctl.formats.safepickle import PickledGlobal, PickledObject, looks_like_pickle, safe_load_bounded
+from taskctl.formats.times import parse_iso
 
 TASK_PREFIX = "celery-task-meta-"
 GROUP_PREFIX = "celery-taskset-meta-"
@@ -557,15 +558,8 @@ def parse_group_meta(value: Any) -> GroupRef | None:
     return ref if isinstance(ref, GroupRef) else None
 
 
-def parse_date_done(value: str | None) -> dt.datetime | None:
-    """``date_done`` in any of Celery's spellings as an aware datetime (naive means UTC)."""
-    if not value:
-        return None
-    try:
-        d = dt.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
-        return None
-    return d if d.tzinfo else d.replace(tzinfo=dt.UTC)
+#: ``date_done`` in any of Celery's spellings as an aware UTC datetime (:func:`taskctl.formats.times.parse_iso`)
+parse_date_done = parse_iso
 
 
 # -- plain, JSON-ready values --------------------------------------------------------------------------------
