@@ -27,7 +27,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -712,32 +712,20 @@ class LineEncoder:
     Drain writes one per message, so the common case, a protocol-2 task message whose headers say all the line
     needs, is built without decoding the body, from pieces: what every message of the queue shares is encoded
     once, the ids, headers, properties and body per message, with the JSON settings and value tags of
-    :func:`encode_value`. Other messages get :func:`drain_record`.
+    :func:`encode_value` (one public ``json.JSONEncoder``). Other messages get :func:`drain_record`.
     """
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
-        # the C encoder behind JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_tag), made once
-        # (JSONEncoder.encode makes one per call); None without the C accelerator (then _task_record + json)
-        make = getattr(json.encoder, "c_make_encoder", None)
-        string = getattr(json.encoder, "c_encode_basestring", None)
-        self._encode: Callable[[Any, int], Sequence[str]] | None = (
-            make(None, _tag, string, None, ":", ",", False, False, True) if make and string else None
-        )
-        self._string: Callable[[str], str] | None = string
+        self._json = _encode_line
         self._head = '{"queue":' + self._json(queue) + ',"kind":"task","task_id":'
         self._middles: dict[tuple[str, str, bool, str | None, str | None], str] = {}
-
-    def _json(self, value: Any) -> str:
-        if self._encode is None:
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_tag)
-        return "".join(self._encode(value, 0))
 
     def _middle(self, key: tuple[str, str, bool, str | None, str | None]) -> str:
         ex, rk, redelivered, ctype, cenc = (self._json(v) for v in key)
         middle = (
             f',"error":null,"message":{{"exchange":{ex},"routing_key":{rk},"redelivered":{redelivered},'
-            f'"content_type":{ctype},"content_encoding":{cenc},"headers":'
+            f'"content_type":{ctype},"content_encoding":{cenc},'
         )
         if len(self._middles) < 64:
             self._middles[key] = middle
@@ -745,11 +733,9 @@ class LineEncoder:
 
     def line(self, raw: RawMessage) -> bytes:
         h = raw.headers
-        encode, string = self._encode, self._string
         if "task" not in h or "id" not in h:
             return (_encode_line(drain_record(raw, self.queue)) + "\n").encode("utf-8")
-        if encode is None or string is None:
-            return (_encode_line(_task_record(raw, self.queue)) + "\n").encode("utf-8")
+        encode = self._json
         key = (raw.exchange, raw.routing_key, raw.redelivered, raw.content_type, raw.content_encoding)
         middle = self._middles.get(key) or self._middle(key)
         task_id, task = _str(h["id"]), _str(h["task"])
@@ -757,15 +743,14 @@ class LineEncoder:
         return "".join(
             (
                 self._head,
-                "null" if task_id is None else string(task_id),
+                "null" if task_id is None else encode(task_id),
                 ',"task":',
-                "null" if task is None else string(task),
+                "null" if task is None else encode(task),
                 ',"state":null,"size":',
                 str(len(body)),
                 middle,
-                *encode(h, 0),
-                ',"properties":',
-                *encode(raw.properties, 0),
+                # one encoder call for both (each call sets up the C encoder): '"headers":{...},"properties":{...}'
+                encode({"headers": h, "properties": raw.properties})[1:-1],
                 ',"body_encoding":"base64","body":"',
                 binascii.b2a_base64(body, newline=False).decode("ascii"),
                 '"}}\n',
