@@ -454,3 +454,16 @@ def test_printable_escapes_terminal_controls() -> None:
     assert printable("\x9b\x7f\x00") == "\\x9b\\x7f\\x00"
     assert printable("é plain ✓") == "é plain ✓"
     assert printable("abcdef", 4) == "abc…"
+
+
+def test_dup_shared_laughs_and_small_sharing() -> None:
+    """Sharing without the memo (DUP) is counted too; ordinary sharing decodes; NaN is found without sharing."""
+    import pickle
+
+    assert "expands to more than" in pickle_error(b"\x80\x04N" + b"2\x86" * 40 + b".")
+    x = [1]
+    value, problems = safe_load_bounded(pickle.dumps({"a": [x, x], "b": (x,)}, protocol=4))
+    assert value == {"a": [[1], [1]], "b": ([1],)} and problems == []
+    value, problems = safe_load_bounded(pickle.dumps({"a": [1.5, float("nan")], "b": {1, 2}}, protocol=4))
+    assert value == {"a": [1.5, {"__unreadable__": "float nan"}], "b": {1, 2}}
+    assert problems == ["float nan replaced (JSON cannot hold it)"]

@@ -28,12 +28,13 @@ from __future__ import annotations
 import _compat_pickle
 import datetime as dt
 import io
+import json
 import pickle
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from taskctl.formats.bounded import ValueTooLarge, bound
+from taskctl.formats.bounded import ValueTooLarge, bound, check_scalar
 
 __all__ = [
     "MAX_OPCODES",
@@ -202,7 +203,11 @@ class _Unpickler(pickle.Unpickler):
         # Python 2 str (STRING opcodes) decoded as ASCII, the rest escaped rather than refused
         super().__init__(io.BytesIO(data), fix_imports=False, encoding="ascii", errors="backslashreplace")
 
+    #: whether anything was named (then the placeholders need finishing)
+    named = False
+
     def find_class(self, module: str, name: str) -> Any:
+        self.named = True
         qual = _qualname(module, name)
         cls = _GLOBALS.get(qual)
         if cls is None:
@@ -212,6 +217,7 @@ class _Unpickler(pickle.Unpickler):
         return cls
 
     def persistent_load(self, pid: Any) -> Any:
+        self.named = True
         return {"__pickle_persistent_id__": pid}
 
 
@@ -229,27 +235,46 @@ def _finish(v: Any) -> Any:
     return v
 
 
-# -- the opcode pass: lengths only, so the C unpickler never sees a length or memo index it would allocate for
-# per opcode byte: >= 0 a fixed argument width; < 0 one of the kinds below
-_LINE, _TWO_LINES, _LEN1, _LEN4, _LEN4_SIGNED, _LEN8, _LONG_BINPUT, _PUT, _STOP, _BAD = range(-1, -11, -1)
+# -- the opcode pass: lengths only, so the C unpickler never sees a length or memo index it would allocate for.
+# It also tells whether the pickle can share a container (a memo GET or DUP of one): only then can the value
+# expand when rendered, and only then (or when a global is named) does the value need the full walk.
+#
+# per opcode byte: >= 0 a fixed argument width * 2, plus 1 when the opcode pushes a scalar; < 0 a kind below
+(
+    _LINE, _LINE_OTHER, _TWO_LINES, _LEN1, _LEN4, _LEN4_SIGNED, _LEN8, _PUT, _BINPUT, _LONG_BINPUT, _MEMOIZE,
+    _GET, _BINGET, _LONG_BINGET, _DUP, _FRAME, _PROTO, _STOP, _BAD,
+) = range(-1, -20, -1)  # fmt: skip
 
 
 def _opcode_kinds() -> list[int]:
     kinds = [_BAD] * 256
     for ops, kind in (
-        (b"N\x88\x89]ael)t\x85\x86\x87}dsu\x8f\x90\x9102(1\x94\x93RbioQ\x81\x92\x97\x98", 0),
-        (b"Kqh\x80\x82", 1),
-        (b"M\x83", 2),
-        (b"Jj\x84", 4),
-        (b"G\x95", 8),
-        (b"ILSVFgP", _LINE),
+        (b"N\x88\x89", 1),  # scalars, no argument
+        (b"K", 3),
+        (b"M", 5),
+        (b"J", 9),
+        (b"G", 17),
+        (b"]ael)t\x85\x86\x87}dsu\x8f\x90\x910(1\x93RbioQ\x81\x92\x97\x98", 0),  # the rest
+        (b"\x82", 2),
+        (b"\x83", 4),
+        (b"\x84", 8),
+        (b"ILSVF", _LINE),
+        (b"P", _LINE_OTHER),
         (b"ci", _TWO_LINES),
         (b"UC\x8a\x8c", _LEN1),
         (b"BX", _LEN4),
         (b"T\x8b", _LEN4_SIGNED),
         (b"\x8d\x8e\x96", _LEN8),
-        (b"r", _LONG_BINPUT),
         (b"p", _PUT),
+        (b"q", _BINPUT),
+        (b"r", _LONG_BINPUT),
+        (b"\x94", _MEMOIZE),
+        (b"g", _GET),
+        (b"h", _BINGET),
+        (b"j", _LONG_BINGET),
+        (b"2", _DUP),
+        (b"\x95", _FRAME),
+        (b"\x80", _PROTO),
         (b".", _STOP),
     ):
         for op in ops:
@@ -260,51 +285,113 @@ def _opcode_kinds() -> list[int]:
 _KINDS = _opcode_kinds()
 
 
-def _check_opcodes(data: bytes) -> None:
-    """Refuse what would make the C unpickler allocate more than DATA can justify."""
+def _check_opcodes(data: bytes) -> bool:
+    """Refuse what would make the C unpickler allocate more than DATA can justify; True when the pickle may
+    share a container (then its expansion must be counted)."""
     n = len(data)
-    i = ops = 0
+    i = ops = memo = 0
     limit = MAX_OPCODES
     memo_limit = n + 256  # a memo index never needs to pass the number of opcodes
     kinds = _KINDS
+    scalar = False  # whether the top of the stack is a scalar (as far as this pass can tell)
+    containers: set[int] = set()  # memo slots that may hold a container
+    shares = False
     while i < n and ops <= limit:
         k = kinds[data[i]]
         i += 1
         ops += 1
         if k >= 0:
-            i += k
+            i += k >> 1
+            scalar = bool(k & 1)
             continue
         if k == _LEN1:
             if i >= n:
                 break
             i += 1 + data[i]
+            scalar = True
         elif k in (_LEN4, _LEN4_SIGNED, _LEN8):
             width = 8 if k == _LEN8 else 4
             size = int.from_bytes(data[i : i + width], "little", signed=k == _LEN4_SIGNED)
             if size < 0 or size > n - i - width:
                 raise PickleDecodeError("pickle declares more data than it holds")
             i += width + size
-        elif k in (_LINE, _TWO_LINES, _PUT):
+            scalar = True
+        elif k in (_MEMOIZE, _BINPUT, _LONG_BINPUT, _PUT, _BINGET, _LONG_BINGET, _GET):
+            if k == _MEMOIZE:
+                slot = memo
+                memo += 1
+            elif k in (_BINPUT, _BINGET):
+                slot = data[i] if i < n else 0
+                i += 1
+            elif k in (_LONG_BINPUT, _LONG_BINGET):
+                slot = int.from_bytes(data[i : i + 4], "little")
+                i += 4
+            else:
+                end = data.find(b"\n", i)
+                if end < 0:
+                    break
+                if end - i > len(str(memo_limit)):
+                    raise PickleDecodeError("pickle memo index larger than the pickle")
+                try:
+                    slot = int(data[i:end])
+                except ValueError:
+                    slot = -1
+                i = end + 1
+            if k in (_BINGET, _LONG_BINGET, _GET):
+                scalar = slot not in containers
+                shares = shares or not scalar
+            elif slot > memo_limit:
+                raise PickleDecodeError("pickle memo index larger than the pickle")
+            elif scalar:
+                containers.discard(slot)
+            else:
+                containers.add(slot)
+        elif k in (_LINE, _LINE_OTHER, _TWO_LINES):
             end = data.find(b"\n", i)
             if end < 0:
                 break
-            if k == _PUT and end - i > len(str(memo_limit)):
-                raise PickleDecodeError("pickle memo index larger than the pickle")
             if k == _TWO_LINES:
                 end = data.find(b"\n", end + 1)
                 if end < 0:
                     break
             i = end + 1
-        elif k == _LONG_BINPUT:
-            if int.from_bytes(data[i : i + 4], "little") > memo_limit:
-                raise PickleDecodeError("pickle memo index larger than the pickle")
-            i += 4
+            scalar = k == _LINE
+        elif k == _DUP:
+            shares = shares or not scalar
+        elif k == _FRAME:
+            i += 8
+        elif k == _PROTO:
+            i += 1
         elif k == _STOP:
             break
         else:
             raise PickleDecodeError(f"invalid pickle opcode {data[i - 1]:#04x} at byte {i - 1}")
     if ops > limit:
         raise PickleDecodeError(f"pickle has more than {limit:,} opcodes")
+    return shares
+
+
+#: below this size a pickle that shares no container is checked at C speed (json's encoder) before the walk
+_FAST_CHECK_BYTES = 4 * 1024 * 1024
+_LEAVES = (bytes, bytearray, dt.datetime, dt.date, dt.time, dt.timedelta, dt.tzinfo, uuid.UUID)
+
+
+def _leaf_or_refuse(o: Any) -> Any:
+    if isinstance(o, set | frozenset):
+        return list(o)
+    if isinstance(o, _LEAVES) or (isinstance(o, Decimal) and check_scalar(o)[1] is None):
+        return None
+    raise TypeError("needs the walk")
+
+
+def _plainly_bounded(value: Any) -> bool:
+    """Whether VALUE (known to share nothing) holds no NaN/Infinity, no int past Python's digit limit, no
+    unusual type and no nesting deep enough to trouble a renderer: one pass of the C JSON encoder."""
+    try:
+        json.dumps(value, allow_nan=False, default=_leaf_or_refuse)
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        return False
+    return True
 
 
 def safe_load_bounded(data: bytes | bytearray | memoryview) -> tuple[Any, list[str]]:
@@ -315,17 +402,20 @@ def safe_load_bounded(data: bytes | bytearray | memoryview) -> tuple[Any, list[s
         raise PickleDecodeError("empty pickle")
     if len(raw) > MAX_PICKLE_BYTES:
         raise PickleDecodeError(f"pickle of {len(raw):,} bytes is larger than {MAX_PICKLE_BYTES:,}")
-    _check_opcodes(raw)
+    shares = _check_opcodes(raw)
+    unpickler = _Unpickler(raw)
     try:
-        value = _Unpickler(raw).load()
+        value = unpickler.load()
     except RecursionError:
         raise PickleDecodeError("pickle nests too deeply") from None
     except MemoryError:
         raise PickleDecodeError("pickle needs more memory than it can justify") from None
     except Exception as exc:  # UnpicklingError, EOFError, TypeError, ValueError, KeyError, ...
         raise PickleDecodeError(f"not a valid pickle: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not shares and not unpickler.named and len(raw) <= _FAST_CHECK_BYTES and _plainly_bounded(value):
+        return value, []
     try:
-        return bound(value, convert=_finish)
+        return bound(value, convert=_finish if unpickler.named else None)
     except ValueTooLarge as exc:
         raise PickleDecodeError(f"pickle {exc}") from None
 
