@@ -203,12 +203,13 @@ class _Unpickler(pickle.Unpickler):
         # Python 2 str (STRING opcodes) decoded as ASCII, the rest escaped rather than refused
         super().__init__(io.BytesIO(data), fix_imports=False, encoding="ascii", errors="backslashreplace")
 
-    #: whether anything was named (then the placeholders need finishing)
+    #: whether a placeholder needs finishing by the walk (a UUID's state; a bare global fails the C check)
     named = False
 
     def find_class(self, module: str, name: str) -> Any:
-        self.named = True
         qual = _qualname(module, name)
+        if qual == "uuid.UUID":
+            self.named = True
         cls = _GLOBALS.get(qual)
         if cls is None:
             if len(_GLOBALS) >= 512:  # bounded: hostile pickles may name any number of globals
@@ -217,7 +218,6 @@ class _Unpickler(pickle.Unpickler):
         return cls
 
     def persistent_load(self, pid: Any) -> Any:
-        self.named = True
         return {"__pickle_persistent_id__": pid}
 
 
@@ -237,7 +237,7 @@ def _finish(v: Any) -> Any:
 
 # -- the opcode pass: lengths only, so the C unpickler never sees a length or memo index it would allocate for.
 # It also tells whether the pickle can share a container (a memo GET or DUP of one): only then can the value
-# expand when rendered, and only then (or when a global is named) does the value need the full walk.
+# expand when rendered, and only then (or when a placeholder needs finishing) does the value need the full walk.
 #
 # per opcode byte: >= 0 a fixed argument width * 2, plus 1 when the opcode pushes a scalar; < 0 a kind below
 (
@@ -415,7 +415,7 @@ def safe_load_bounded(data: bytes | bytearray | memoryview) -> tuple[Any, list[s
     if not shares and not unpickler.named and len(raw) <= _FAST_CHECK_BYTES and _plainly_bounded(value):
         return value, []
     try:
-        return bound(value, convert=_finish if unpickler.named else None)
+        return bound(value, convert=_finish)
     except ValueTooLarge as exc:
         raise PickleDecodeError(f"pickle {exc}") from None
 
