@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskctl.formats.safepickle import PickleDecodeError, safe_load_bounded
 
@@ -352,9 +354,6 @@ def test_message_pickle_and_yaml_bombs_are_reported() -> None:
 
 
 # -- fuzz: any bytes, through every decoder, never raise ------------------------------------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 SERIALIZERS = st.sampled_from([None, "json", "msgpack", "yaml", "pickle"])
 CONTENT_TYPES = st.sampled_from(
