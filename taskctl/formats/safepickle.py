@@ -1,9 +1,9 @@
-"""A pickle reader that imports nothing and runs nothing.
+"""A pickle reader that imports nothing and runs nothing: :class:`pickle.Unpickler` with a ``find_class`` that
+returns inert placeholders, the standard library's documented way to restrict unpickling.
 
-Pickle is a small stack machine; only the opcodes that name a callable (GLOBAL, STACK_GLOBAL, INST, OBJ,
-REDUCE, NEWOBJ, BUILD, PERSID, EXT*) can make ``pickle.loads`` run code. This reader interprets every opcode
-with :mod:`pickletools` (which only parses) and turns those into inert placeholders that say what the real
-unpickler *would* call::
+Only the opcodes that name a callable (GLOBAL, STACK_GLOBAL, INST, OBJ, REDUCE, NEWOBJ, BUILD, PERSID, EXT*) can
+make ``pickle.loads`` run code; here each name becomes a placeholder that says what the real unpickler *would*
+call::
 
     >>> safe_loads(pickle.dumps(ValueError("bad 2")))
     {'__pickle_global__': 'builtins.ValueError', 'args': ['bad 2']}
@@ -13,24 +13,43 @@ pure-data standard types are rebuilt without calling anything the pickle names: 
 ``time``/``timedelta``/``timezone``, ``Decimal``, ``UUID``, ``OrderedDict`` (as dict), ``set``/``frozenset``,
 ``bytearray`` and Python 2 style ``_codecs.encode`` bytes.
 
-API: :func:`safe_loads` (raises :class:`PickleDecodeError`, a ValueError, on corrupt data), the placeholder
-types :class:`PickledGlobal` and :class:`PickledObject`, and :func:`looks_like_pickle`.
+Bounded on hostile input: before the C unpickler runs, one pass over the opcodes (lengths only,
+:mod:`taskctl.formats.picklescan`) refuses memo indices and declared lengths the data cannot hold (a 9-byte
+``LONG_BINPUT 2**27`` makes CPython allocate 2 GB) and more than :data:`MAX_OPCODES` opcodes; after it, :func:`taskctl.formats.bounded.bound` refuses a value
+whose shared references expand past its budget ("billion laughs") and replaces huge ints, NaN and the like.
+
+API: :func:`safe_loads` (raises :class:`PickleDecodeError`, a ValueError, on corrupt or oversized data),
+:func:`safe_load_bounded` (also returns the problems found), the placeholder types :class:`PickledGlobal` and
+:class:`PickledObject`, and :func:`looks_like_pickle`.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
 import datetime as dt
-import pickletools
+import io
+import json
+import pickle
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["PickleDecodeError", "PickledGlobal", "PickledObject", "looks_like_pickle", "safe_loads"]
+from taskctl.formats.bounded import ValueTooLarge, bound, check_scalar
+from taskctl.formats.picklescan import MAX_OPCODES, PickleDecodeError, check_opcodes
 
+__all__ = [
+    "MAX_OPCODES",
+    "MAX_PICKLE_BYTES",
+    "PickleDecodeError",
+    "PickledGlobal",
+    "PickledObject",
+    "looks_like_pickle",
+    "safe_load_bounded",
+    "safe_loads",
+]
 
-class PickleDecodeError(ValueError):
-    """The bytes are not a well-formed pickle."""
+#: a pickle larger than this is refused unread
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
 
 
 class PickledGlobal(dict[str, Any]):
@@ -48,18 +67,19 @@ class PickledGlobal(dict[str, Any]):
 
 class PickledObject(dict[str, Any]):
     """What a call would have built: ``{"__pickle_global__": "os.system", "args": [...]}`` plus, when the
-    pickle carries them, ``kwargs``, ``state`` (BUILD), ``items`` (dict items) and ``listitems``."""
+    pickle carries them, ``kwargs``, ``state`` (BUILD), ``items`` (dict items) and ``listitems``.
+
+    The unpickler treats it as the object it stands for: SETITEM, APPEND and BUILD on it are recorded."""
 
     def __init__(self, callable_: Any, args: list[Any], kwargs: dict[Any, Any] | None = None) -> None:
-        super().__init__()
         if isinstance(callable_, PickledGlobal):
-            self["__pickle_global__"] = callable_.name
+            init: dict[str, Any] = {"__pickle_global__": callable_.name}
         else:
-            self["__pickle_global__"] = None
-            self["__pickle_callable__"] = callable_
-        self["args"] = args
+            init = {"__pickle_global__": None, "__pickle_callable__": callable_}
+        init["args"] = args
         if kwargs:
-            self["kwargs"] = kwargs
+            init["kwargs"] = kwargs
+        super().__init__(init)
 
     @property
     def name(self) -> str | None:
@@ -67,6 +87,26 @@ class PickledObject(dict[str, Any]):
         return n if isinstance(n, str) else None
 
     __hash__ = object.__hash__  # type: ignore[assignment]
+
+    # -- what the unpickler calls on the object this stands for (SETITEM(S), APPEND(S), BUILD, REDUCE)
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.setdefault("items", []).append([key, value])
+
+    def append(self, value: Any) -> None:
+        self.setdefault("listitems", []).append(value)
+
+    def extend(self, values: Any) -> None:
+        self.setdefault("listitems", []).extend(values)
+
+    def __setstate__(self, state: Any) -> None:
+        old = self.get("state")
+        if isinstance(old, dict) and isinstance(state, dict):
+            old.update(state)
+        else:
+            dict.__setitem__(self, "state", state)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PickledObject:
+        return PickledObject(self, list(args), kwargs or None)
 
 
 def looks_like_pickle(data: bytes) -> bool:
@@ -81,10 +121,6 @@ def _qualname(module: str, name: str) -> str:
     elif module in _compat_pickle.IMPORT_MAPPING:
         module = _compat_pickle.IMPORT_MAPPING[module]
     return f"{module}.{name}"
-
-
-class _Mark:
-    pass
 
 
 def _rebuild(name: str | None, args: list[Any]) -> Any:
@@ -141,290 +177,108 @@ def _call(callable_: Any, args: Any, kwargs: dict[Any, Any] | None = None) -> An
     return PickledObject(callable_, arglist, kwargs)
 
 
-def safe_loads(data: bytes | bytearray | memoryview) -> Any:
-    """Decode DATA like ``pickle.loads`` without importing or calling anything it names."""
+class _Global:
+    """What ``find_class`` returns: a class (NEWOBJ insists on one) whose construction builds the placeholder."""
+
+    __slots__ = ()
+    _name = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _call(PickledGlobal(cls._name), args, kwargs or None)
+
+
+#: placeholder classes by name, made once (a class costs far more than the lookup)
+_GLOBALS: dict[str, type[_Global]] = {}
+
+
+class _Unpickler(pickle.Unpickler):
+    """The C unpickler with nothing importable: every global is a :class:`_Global` placeholder class."""
+
+    def __init__(self, data: bytes) -> None:
+        # Python 2 str (STRING opcodes) decoded as ASCII, the rest escaped rather than refused
+        super().__init__(io.BytesIO(data), fix_imports=False, encoding="ascii", errors="backslashreplace")
+
+    #: whether a placeholder needs finishing by the walk (a UUID's state; a bare global fails the C check)
+    named = False
+
+    def find_class(self, module: str, name: str) -> Any:
+        qual = _qualname(module, name)
+        if qual == "uuid.UUID":
+            self.named = True
+        cls = _GLOBALS.get(qual)
+        if cls is None:
+            if len(_GLOBALS) >= 512:  # bounded: hostile pickles may name any number of globals
+                _GLOBALS.clear()
+            cls = _GLOBALS[qual] = type(qual, (_Global,), {"__slots__": (), "_name": qual})
+        return cls
+
+    def persistent_load(self, pid: Any) -> Any:
+        return {"__pickle_persistent_id__": pid}
+
+
+def _finish(v: Any) -> Any:
+    """Load-time placeholders as the reader returns them (applied to every node by :func:`bound`)."""
+    if isinstance(v, type) and issubclass(v, _Global):
+        return PickledGlobal(v._name)
+    if type(v) is PickledObject and v.get("__pickle_global__") == "uuid.UUID":
+        state = v.get("state")
+        if isinstance(state, dict) and type(state.get("int")) is int and len(v) == 3 and not v["args"]:
+            try:
+                return uuid.UUID(int=state["int"])
+            except ValueError:
+                return v
+    return v
+
+
+#: below this size a pickle that shares no container is checked at C speed (json's encoder) before the walk
+_FAST_CHECK_BYTES = 4 * 1024 * 1024
+_LEAVES = (bytes, bytearray, dt.datetime, dt.date, dt.time, dt.timedelta, dt.tzinfo, uuid.UUID)
+
+
+def _leaf_or_refuse(o: Any) -> Any:
+    if isinstance(o, set | frozenset):
+        return list(o)
+    if isinstance(o, _LEAVES) or (isinstance(o, Decimal) and check_scalar(o)[1] is None):
+        return None
+    raise TypeError("needs the walk")
+
+
+def _plainly_bounded(value: Any) -> bool:
+    """Whether VALUE (known to share nothing) holds no NaN/Infinity, no int past Python's digit limit, no
+    unusual type and no nesting deep enough to trouble a renderer: one pass of the C JSON encoder."""
     try:
-        return _Machine(bytes(data)).run()
-    except PickleDecodeError:
-        raise
+        json.dumps(value, allow_nan=False, default=_leaf_or_refuse)
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        return False
+    return True
+
+
+def safe_load_bounded(data: bytes | bytearray | memoryview) -> tuple[Any, list[str]]:
+    """Decode DATA like ``pickle.loads`` without importing or calling anything it names, bounded in time and
+    memory; also returns what was replaced by placeholders. Raises :class:`PickleDecodeError`."""
+    raw = bytes(data)
+    if not raw:
+        raise PickleDecodeError("empty pickle")
+    if len(raw) > MAX_PICKLE_BYTES:
+        raise PickleDecodeError(f"pickle of {len(raw):,} bytes is larger than {MAX_PICKLE_BYTES:,}")
+    shares = check_opcodes(raw)
+    unpickler = _Unpickler(raw)
+    try:
+        value = unpickler.load()
     except RecursionError:
         raise PickleDecodeError("pickle nests too deeply") from None
-    except Exception as exc:  # pickletools raises ValueError, the machine IndexError/KeyError/TypeError
-        raise PickleDecodeError(f"not a valid pickle: {type(exc).__name__}: {exc}") from None
+    except MemoryError:
+        raise PickleDecodeError("pickle needs more memory than it can justify") from None
+    except Exception as exc:  # UnpicklingError, EOFError, TypeError, ValueError, KeyError, ...
+        raise PickleDecodeError(f"not a valid pickle: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not shares and not unpickler.named and len(raw) <= _FAST_CHECK_BYTES and _plainly_bounded(value):
+        return value, []
+    try:
+        return bound(value, convert=_finish)
+    except ValueTooLarge as exc:
+        raise PickleDecodeError(f"pickle {exc}") from None
 
 
-class _Machine:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.stack: list[Any] = []
-        self.metastack: list[list[Any]] = []
-        self.memo: dict[int, Any] = {}
-
-    def pop_mark(self) -> list[Any]:
-        items = self.stack
-        self.stack = self.metastack.pop()
-        return items
-
-    def run(self) -> Any:
-        if not self.data:
-            raise PickleDecodeError("empty pickle")
-        for op, arg, _pos in pickletools.genops(self.data):
-            name = op.name
-            handler = _HANDLERS.get(name)
-            if handler is not None:
-                handler(self, arg)
-            elif name == "STOP":
-                if len(self.stack) != 1 or self.metastack:
-                    raise PickleDecodeError("pickle stops with an unbalanced stack")
-                return self.stack.pop()
-            else:
-                raise PickleDecodeError(f"unsupported pickle opcode {name}")
-        raise PickleDecodeError("pickle ends without STOP")
-
-    # -- helpers used by the handler table
-    def push(self, value: Any) -> None:
-        self.stack.append(value)
-
-    def setitems(self, target: Any, pairs: list[Any]) -> None:
-        if len(pairs) % 2:
-            raise PickleDecodeError("odd number of dict items")
-        if isinstance(target, dict) and not isinstance(target, PickledGlobal | PickledObject):
-            for i in range(0, len(pairs), 2):
-                target[pairs[i]] = pairs[i + 1]
-        elif isinstance(target, PickledObject):
-            items = target.setdefault("items", [])
-            for i in range(0, len(pairs), 2):
-                items.append([pairs[i], pairs[i + 1]])
-        else:
-            raise PickleDecodeError(f"SETITEM on {type(target).__name__}")
-
-    def appends(self, target: Any, values: list[Any]) -> None:
-        if isinstance(target, list):
-            target.extend(values)
-        elif isinstance(target, PickledObject):
-            target.setdefault("listitems", []).extend(values)
-        else:
-            raise PickleDecodeError(f"APPEND on {type(target).__name__}")
-
-    def build(self, state: Any) -> None:
-        inst = self.stack[-1]
-        if isinstance(inst, PickledObject):
-            if inst.name == "uuid.UUID" and isinstance(state, dict) and isinstance(state.get("int"), int):
-                try:
-                    rebuilt = uuid.UUID(int=state["int"])
-                except ValueError:
-                    rebuilt = None
-                if rebuilt is not None:
-                    self.stack[-1] = rebuilt
-                    for k, v in list(self.memo.items()):
-                        if v is inst:
-                            self.memo[k] = rebuilt
-                    return
-            if "state" in inst and isinstance(inst["state"], dict) and isinstance(state, dict):
-                inst["state"].update(state)
-            else:
-                inst["state"] = state
-        elif isinstance(inst, dict) and isinstance(state, dict):
-            inst.update(state)
-        else:
-            raise PickleDecodeError(f"BUILD on {type(inst).__name__}")
-
-
-def _op_global(m: _Machine, arg: Any) -> None:
-    module, _, name = str(arg).partition(" ")
-    m.push(PickledGlobal(_qualname(module, name)))
-
-
-def _op_stack_global(m: _Machine, arg: Any) -> None:
-    name = m.stack.pop()
-    module = m.stack.pop()
-    if not isinstance(name, str) or not isinstance(module, str):
-        raise PickleDecodeError("STACK_GLOBAL needs two strings")
-    m.push(PickledGlobal(_qualname(module, name)))
-
-
-def _op_reduce(m: _Machine, arg: Any) -> None:
-    args = m.stack.pop()
-    func = m.stack.pop()
-    m.push(_call(func, args))
-
-
-def _op_newobj(m: _Machine, arg: Any) -> None:
-    args = m.stack.pop()
-    cls = m.stack.pop()
-    m.push(_call(cls, args))
-
-
-def _op_newobj_ex(m: _Machine, arg: Any) -> None:
-    kwargs = m.stack.pop()
-    args = m.stack.pop()
-    cls = m.stack.pop()
-    m.push(_call(cls, args, kwargs if isinstance(kwargs, dict) else {"__kwargs__": kwargs}))
-
-
-def _op_inst(m: _Machine, arg: Any) -> None:
-    module, _, name = str(arg).partition(" ")
-    args = m.pop_mark()
-    m.push(_call(PickledGlobal(_qualname(module, name)), args))
-
-
-def _op_obj(m: _Machine, arg: Any) -> None:
-    items = m.pop_mark()
-    if not items:
-        raise PickleDecodeError("OBJ without a class")
-    m.push(_call(items[0], items[1:]))
-
-
-def _op_mark(m: _Machine, arg: Any) -> None:
-    m.metastack.append(m.stack)
-    m.stack = []
-
-
-def _op_put(m: _Machine, arg: Any) -> None:
-    m.memo[int(arg)] = m.stack[-1]
-
-
-def _op_memoize(m: _Machine, arg: Any) -> None:
-    m.memo[len(m.memo)] = m.stack[-1]
-
-
-def _op_get(m: _Machine, arg: Any) -> None:
-    m.push(m.memo[int(arg)])
-
-
-def _op_setitem(m: _Machine, arg: Any) -> None:
-    value = m.stack.pop()
-    key = m.stack.pop()
-    m.setitems(m.stack[-1], [key, value])
-
-
-def _op_setitems(m: _Machine, arg: Any) -> None:
-    items = m.pop_mark()
-    m.setitems(m.stack[-1], items)
-
-
-def _op_append(m: _Machine, arg: Any) -> None:
-    value = m.stack.pop()
-    m.appends(m.stack[-1], [value])
-
-
-def _op_appends(m: _Machine, arg: Any) -> None:
-    items = m.pop_mark()
-    m.appends(m.stack[-1], items)
-
-
-def _op_additems(m: _Machine, arg: Any) -> None:
-    items = m.pop_mark()
-    target = m.stack[-1]
-    if not isinstance(target, set):
-        raise PickleDecodeError("ADDITEMS on a non-set")
-    target.update(items)
-
-
-def _op_dict(m: _Machine, arg: Any) -> None:
-    items = m.pop_mark()
-    d: dict[Any, Any] = {}
-    m.setitems(d, items)
-    m.push(d)
-
-
-def _op_build(m: _Machine, arg: Any) -> None:
-    state = m.stack.pop()
-    m.build(state)
-
-
-def _op_string(m: _Machine, arg: Any) -> None:
-    # Python 2 str: Python 3 decodes it as ASCII by default; keep undecodable ones as bytes
-    if isinstance(arg, bytes):
-        try:
-            m.push(arg.decode("ascii"))
-        except UnicodeDecodeError:
-            m.push(arg)
-    else:
-        m.push(arg)
-
-
-def _op_int(m: _Machine, arg: Any) -> None:
-    m.push(arg)
-
-
-def _op_pop(m: _Machine, arg: Any) -> None:
-    if m.stack:
-        m.stack.pop()
-    else:
-        m.pop_mark()
-
-
-def _op_pop_mark(m: _Machine, arg: Any) -> None:
-    m.pop_mark()
-
-
-_HANDLERS: dict[str, Any] = {
-    "PROTO": lambda m, a: None,
-    "FRAME": lambda m, a: None,
-    "MARK": _op_mark,
-    "POP": _op_pop,
-    "POP_MARK": _op_pop_mark,
-    "DUP": lambda m, a: m.push(m.stack[-1]),
-    "INT": _op_int,
-    "BININT": _op_int,
-    "BININT1": _op_int,
-    "BININT2": _op_int,
-    "LONG": _op_int,
-    "LONG1": _op_int,
-    "LONG4": _op_int,
-    "NONE": lambda m, a: m.push(None),
-    "NEWTRUE": lambda m, a: m.push(True),
-    "NEWFALSE": lambda m, a: m.push(False),
-    "FLOAT": lambda m, a: m.push(float(a)),
-    "BINFLOAT": lambda m, a: m.push(float(a)),
-    "STRING": _op_string,
-    "BINSTRING": _op_string,
-    "SHORT_BINSTRING": _op_string,
-    "BINBYTES": lambda m, a: m.push(bytes(a)),
-    "SHORT_BINBYTES": lambda m, a: m.push(bytes(a)),
-    "BINBYTES8": lambda m, a: m.push(bytes(a)),
-    "BYTEARRAY8": lambda m, a: m.push(bytes(a)),
-    "UNICODE": lambda m, a: m.push(str(a)),
-    "BINUNICODE": lambda m, a: m.push(str(a)),
-    "SHORT_BINUNICODE": lambda m, a: m.push(str(a)),
-    "BINUNICODE8": lambda m, a: m.push(str(a)),
-    "EMPTY_LIST": lambda m, a: m.push([]),
-    "APPEND": _op_append,
-    "APPENDS": _op_appends,
-    "LIST": lambda m, a: m.push(m.pop_mark()),
-    "EMPTY_TUPLE": lambda m, a: m.push(()),
-    "TUPLE": lambda m, a: m.push(tuple(m.pop_mark())),
-    "TUPLE1": lambda m, a: m.push((m.stack.pop(),)),
-    "TUPLE2": lambda m, a: m.push(tuple(reversed([m.stack.pop(), m.stack.pop()]))),
-    "TUPLE3": lambda m, a: m.push(tuple(reversed([m.stack.pop(), m.stack.pop(), m.stack.pop()]))),
-    "EMPTY_DICT": lambda m, a: m.push({}),
-    "DICT": _op_dict,
-    "SETITEM": _op_setitem,
-    "SETITEMS": _op_setitems,
-    "EMPTY_SET": lambda m, a: m.push(set()),
-    "ADDITEMS": _op_additems,
-    "FROZENSET": lambda m, a: m.push(frozenset(m.pop_mark())),
-    "GET": _op_get,
-    "BINGET": _op_get,
-    "LONG_BINGET": _op_get,
-    "PUT": _op_put,
-    "BINPUT": _op_put,
-    "LONG_BINPUT": _op_put,
-    "MEMOIZE": _op_memoize,
-    "GLOBAL": _op_global,
-    "STACK_GLOBAL": _op_stack_global,
-    "REDUCE": _op_reduce,
-    "NEWOBJ": _op_newobj,
-    "NEWOBJ_EX": _op_newobj_ex,
-    "INST": _op_inst,
-    "OBJ": _op_obj,
-    "BUILD": _op_build,
-    "PERSID": lambda m, a: m.push({"__pickle_persistent_id__": a}),
-    "BINPERSID": lambda m, a: m.push({"__pickle_persistent_id__": m.stack.pop()}),
-    "EXT1": lambda m, a: m.push(PickledGlobal(f"copyreg.extension[{a}]")),
-    "EXT2": lambda m, a: m.push(PickledGlobal(f"copyreg.extension[{a}]")),
-    "EXT4": lambda m, a: m.push(PickledGlobal(f"copyreg.extension[{a}]")),
-    "NEXT_BUFFER": lambda m, a: m.push({"__pickle_out_of_band_buffer__": True}),
-    "READONLY_BUFFER": lambda m, a: None,
-}
+def safe_loads(data: bytes | bytearray | memoryview) -> Any:
+    """Decode DATA like ``pickle.loads`` without importing or calling anything it names."""
+    return safe_load_bounded(data)[0]
