@@ -28,7 +28,6 @@ from taskctl.errors import ExitCode
 DESTRUCTIVE = re.compile(r"\b(delete|remove|purge|forget|drain|move)s?\b", re.IGNORECASE)
 
 
-
 def leaf_commands() -> Iterator[tuple[str, Any]]:
     root = get_command()
     ctx = typer.Context(root, info_name="taskctl")
@@ -270,6 +269,8 @@ KNOWN_STDERR = [
     # doctor.py's success summary is an Outcome message with exit 0 (cli reports only non-zero ones as errors)
     re.compile(r"^doctor: all \d+ checks passed"),
 ]
+
+
 def check(args: list[str], stdin: str, exit_code: int, stdout: str, stderr: str) -> None:
     fmt = args[args.index("-o") + 1] if "-o" in args else None
     assert "internal error" not in stderr, (args, stderr)

@@ -445,16 +445,6 @@ def test_fuzz_hostile_values_through_the_meta_readers(value: Any) -> None:
     read_everything(bounded_value)
 
 
-def test_printable_escapes_terminal_controls() -> None:
-    """For table/plain output of stored names, states and results (ANSI escapes, CR, bidi overrides)."""
-    from taskctl.formats.bounded import printable
-
-    assert printable("ok\x1b[31mred\rX\u202eabc\tz\n") == "ok\\x1b[31mred\\x0dX\\u202eabc\tz\n"
-    assert printable("\x9b\x7f\x00") == "\\x9b\\x7f\\x00"
-    assert printable("é plain ✓") == "é plain ✓"
-    assert printable("abcdef", 4) == "abc…"
-
-
 def test_dup_shared_laughs_and_small_sharing() -> None:
     """Sharing without the memo (DUP) is counted too; ordinary sharing decodes; NaN is found without sharing."""
     import pickle

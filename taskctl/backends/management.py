@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from taskctl.errors import NotFoundError, OperationError, UnavailableError
+from taskctl.formats.times import parse_iso
 from taskctl.models import BrokerQueue
 from taskctl.urls import mask, parse
 
@@ -136,16 +137,6 @@ class ManagementAPI:
         return broker_queue(data)
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace(" ", "T").replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value is not None and not isinstance(value, bool) else None
@@ -163,7 +154,7 @@ def broker_queue(q: dict[str, Any], now: dt.datetime | None = None) -> BrokerQue
     policy = q.get("effective_policy_definition") or {}
     if not isinstance(policy, dict):
         policy = {}
-    idle = _parse_time(q.get("idle_since"))
+    idle = parse_iso(q.get("idle_since"))
     expires = args.get("x-expires")
     limit = args.get("x-delivery-limit", policy.get("delivery-limit"))
     return BrokerQueue(

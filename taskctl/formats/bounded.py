@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -27,7 +26,6 @@ __all__ = [
     "bound",
     "check_scalar",
     "placeholder",
-    "printable",
 ]
 
 #: values nested deeper are cut (renderers recurse; Python's default limit is 1000 frames)
@@ -225,21 +223,6 @@ def _rebuilt(node: Any, items: list[Any], changes: dict[int, Any], kind: int) ->
     node.clear()
     node.update(members)
     return node
-
-
-#: C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str, limit: int | None = None) -> str:
-    """TEXT safe to print on a terminal: control characters (ANSI escapes, CR, backspace, bidi overrides) shown
-    as ``\\x1b``-style escapes, tab and newline kept; at most LIMIT characters (then ``…``). For table and plain
-    output of stored values; JSON output keeps the text as it is (its encoder escapes controls itself)."""
-    if limit is not None and len(text) > limit:
-        text = text[: max(0, limit - 1)] + "…"
-    if not _CONTROL.search(text):
-        return text
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) > 0x9F else f"\\x{ord(m.group()):02x}", text)
 
 
 def _counted(problem: str, count: int) -> str:
