@@ -8,6 +8,7 @@ import struct
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -456,3 +457,17 @@ def test_dup_shared_laughs_and_small_sharing() -> None:
     value, problems = safe_load_bounded(pickle.dumps({"a": [1.5, float("nan")], "b": {1, 2}}, protocol=4))
     assert value == {"a": [1.5, {"__unreadable__": "float nan"}], "b": {1, 2}}
     assert problems == ["float nan replaced (JSON cannot hold it)"]
+
+
+def test_result_show_names_what_it_replaced(run: Any, tmp_path: Path) -> None:
+    """A stored `1e999` is shown as a placeholder, and the row says why, so JSON output stays valid JSON."""
+    tid = "11111111-1111-1111-1111-111111111111"
+    (tmp_path / f"celery-task-meta-{tid}").write_bytes(
+        b'{"status": "SUCCESS", "result": 1e999, "task_id": "%s", "traceback": null, "children": []}' % tid.encode()
+    )
+    r = run("--backend", f"file://{tmp_path}", "result", "show", tid, "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    (row,) = r.json
+    assert row["state"] == "SUCCESS"
+    assert row["result"] == {"__unreadable__": "number 1e999"}
+    assert "1e999" in row["problem"]

@@ -183,6 +183,7 @@ def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> Ta
         expired=expired,
         serializer=dec.serializer,
         compression=dec.compression,
+        problem="; ".join(p for p in (dec.problem, meta.problem) if p) or None,
     )
 
 
