@@ -743,3 +743,27 @@ def test_hostile_values_never_stop_list_or_forget(run: Any, fstore: tuple[Path, 
     groups = {x["group_id"]: x for x in r.json}
     assert groups["good"]["members"] == [good[0]] and groups["good"]["problem"] is None
     assert groups["bad"]["members"] == [] and groups["bad"]["problem"]
+
+
+def test_dynamodb_numbers_out_of_float_range_are_read_as_unknown(ddb_table: tuple[str, str], run: Any) -> None:
+    """Anyone who can write the table can store `timestamp`/`ttl`/`chord_count` of 1E+125: the item still reads."""
+    import boto3
+
+    endpoint, table = ddb_table
+    tid = "22222222-2222-2222-2222-222222222222"
+    boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1").put_item(
+        TableName=table,
+        Item={
+            "id": {"S": f"b'celery-task-meta-{tid}'"},
+            "result": {"B": b'{"status": "SUCCESS", "result": 1, "task_id": "%s"}' % tid.encode()},
+            "timestamp": {"N": "1E+125"},
+            "ttl": {"N": "-1E+125"},
+            "chord_count": {"N": "9E+125"},
+        },
+    )
+    item = result_store(config.resolve({"backend": ddb_url(endpoint, table)})).get_many([f"celery-task-meta-{tid}"])
+    got = item[f"celery-task-meta-{tid}"]
+    assert (got.timestamp, got.expires_at, got.chord_count) == (1e125, -1e125, None)
+    r = run("--backend", ddb_url(endpoint, table), "result", "show", tid, "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json[0]["result"] == 1

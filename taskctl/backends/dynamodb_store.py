@@ -15,6 +15,7 @@ UnavailableError for an unreachable endpoint or refused credentials, OperationEr
 
 from __future__ import annotations
 
+import math
 import queue
 import random
 import threading
@@ -39,6 +40,17 @@ WORKERS = 8
 SCAN_SEGMENTS = 4
 #: give up on keys DynamoDB keeps returning unprocessed after this long (throttled far beyond capacity)
 UNPROCESSED_DEADLINE = 300.0
+
+
+def _finite(number: str | None) -> float | None:
+    """A stored N attribute as a float; None when absent or out of float range (anyone can write ``1E+125``)."""
+    if number is None:
+        return None
+    try:
+        value = float(number)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 class DynamoDBResultStore:
@@ -111,9 +123,9 @@ class DynamoDBResultStore:
         return StoredItem(
             key=from_dynamodb_id(str(raw["id"]["S"])),
             value=value,
-            timestamp=float(ts) if ts is not None else None,
-            expires_at=float(ttl) if ttl is not None else None,
-            chord_count=int(float(cc)) if cc is not None else None,
+            timestamp=_finite(ts),
+            expires_at=_finite(ttl),
+            chord_count=int(c) if (c := _finite(cc)) is not None and abs(c) < 2**53 else None,
         )
 
     def _get_chunk(self, keys: list[str]) -> list[StoredItem]:
