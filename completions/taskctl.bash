@@ -6,7 +6,7 @@ _taskctl_completion() {
     [ "$prev" = "=" ] && prev=${COMP_WORDS[COMP_CWORD-2]}
     case $prev in
         -o|--output)
-            COMPREPLY=( $(compgen -W $'table\nplain\njson\njsonl\ncsv\ntsv' -- "$cur") )
+            COMPREPLY=( $(compgen -W $'table\nplain\njson\njsonl\ncsv\ntsv\nmarkdown' -- "$cur") )
             return 0 ;;
     esac
     COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \

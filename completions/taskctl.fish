@@ -1,2 +1,2 @@
 complete --command taskctl --no-files --arguments "(env _TASKCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) taskctl)" --condition "env _TASKCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) taskctl"
-complete --command taskctl --short-option o --long-option output --exclusive --arguments "table plain json jsonl csv tsv" --description "output format"
+complete --command taskctl --short-option o --long-option output --exclusive --arguments "table plain json jsonl csv tsv markdown" --description "output format"

@@ -58,7 +58,7 @@ def test_readme_is_a_five_minute_read_that_opens_with_the_two_commands() -> None
 
 
 def test_readme_describes_every_output_format() -> None:
-    from taskctl.cli import FORMATS
+    from taskctl.formats.output import FORMATS
 
     text = (ROOT / "README.md").read_text()
     section = text.split("## Output formats", 1)[1].split("\n## ", 1)[0].split("<!-- formats:end -->", 1)[1]
@@ -139,10 +139,10 @@ def test_completion_answers_tab(run) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("words", "expected"),
     [
-        (["taskctl", "-o", ""], ["table", "plain", "json", "jsonl", "csv", "tsv"]),
+        (["taskctl", "-o", ""], ["table", "plain", "json", "jsonl", "csv", "tsv", "markdown"]),
         (["taskctl", "result", "list", "-o", "js"], ["json", "jsonl"]),
         (["taskctl", "queue", "stats", "--output", "=", "c"], ["csv"]),
-        (["taskctl", "--output", "="], ["table", "plain", "json", "jsonl", "csv", "tsv"]),
+        (["taskctl", "--output", "="], ["table", "plain", "json", "jsonl", "csv", "tsv", "markdown"]),
     ],
 )
 def test_bash_completion_offers_output_formats_anywhere(words: list[str], expected: list[str]) -> None:
@@ -159,7 +159,7 @@ def test_bash_completion_offers_output_formats_anywhere(words: list[str], expect
 
 
 def test_zsh_and_fish_completion_offer_output_formats() -> None:
-    from taskctl.cli import FORMATS
+    from taskctl.formats.output import FORMATS
 
     zsh = (ROOT / "completions" / "_taskctl").read_text()
     fish = (ROOT / "completions" / "taskctl.fish").read_text()
