@@ -63,7 +63,7 @@ def test_bad_signal_and_conflicting_sources_are_exit_2(run) -> None:  # type: ig
     r = run("task", "revoke", UUID, "--terminate", "--signal", "9", "--dry-run", "-o", "json")
     assert r.exit_code == 0 and (r.json["terminate"], r.json["signal"]) == (True, "SIGKILL")
     r = run("task", "requeue", UUID, "--from", "dlq", "--from-results", "--yes")
-    assert r.exit_code == 2
+    assert r.exit_code == 2 and "--from and --from-results exclude each other" in r.stderr
     r = run("task", "requeue", "--yes")
     assert r.exit_code == 2 and "--from QUEUE or --from-results" in r.stderr
 

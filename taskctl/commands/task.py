@@ -134,6 +134,8 @@ def requeue(
     if from_results == (from_queue is not None):
         from taskctl.errors import UsageError
 
+        if from_results:
+            raise UsageError("--from and --from-results exclude each other", hint="requeue from one source at a time")
         raise UsageError("say where the tasks come from: --from QUEUE or --from-results ID...")
     if from_results:
         ids = tasks.normalize_ids(read_ids(task_ids or []), any_id=any_id)
