@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from taskctl.errors import InterruptedError_, OperationError, TaskctlError, UnavailableError, UsageError
+from taskctl.errors import DiskFullError, InterruptedError_, OperationError, TaskctlError, UnavailableError, UsageError
 
 if TYPE_CHECKING:
     from taskctl.backends.base import Broker, Consumer, Delivery, Getter, Publisher
@@ -286,8 +286,9 @@ class Transfer:
         except OSError as exc:
             self._pending.clear()
             if exc.errno in DISK_FULL:
-                raise OperationError(
-                    f"{self.where}: {exc.strerror or 'no space left'}: {self.tally.describe(self.verb, self.where)}",
+                raise DiskFullError(
+                    f"{self.where}: {(exc.strerror or 'no space left on device').lower()}: "
+                    f"{self.tally.describe(self.verb, self.where)}",
                     hint="free some space and run the command again: nothing was lost",
                 ) from None
             raise OperationError(

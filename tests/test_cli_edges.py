@@ -106,7 +106,7 @@ def test_closed_pipe_exits_0_quietly_queue_peek_and_drain(fsqueue: str, fmt: str
     for _ in range(2):
         r = pipeline(f"{peek} | head -3 >/dev/null")
         assert r.returncode == 0 and quiet_stderr(r.stderr), r.stderr
-    drain = shlex.join([PY, "-m", "taskctl", "queue", "drain", fsqueue, "--limit", "200", "-o", fmt])
+    drain = shlex.join([PY, "-m", "taskctl", "queue", "drain", fsqueue, "--limit", "200", "--yes", "-o", fmt])
     r = pipeline(f"{drain} | head -1 >/dev/null")
     assert r.returncode == 0 and quiet_stderr(r.stderr), r.stderr
 
@@ -153,7 +153,7 @@ def test_ctrl_c_result_wait_says_interrupted(store: str, fmt: str | None) -> Non
 def test_ctrl_c_idle_queue_drain_says_interrupted(tmp_path: Path, fsqueue: str, fmt: str | None) -> None:
     fmt_args = ["-o", fmt] if fmt else []
     out = tmp_path / "out.jsonl"
-    code, took, err = interrupt([*fmt_args, "queue", "drain", "idle-q", "--idle", "60", "--file", str(out)])
+    code, took, err = interrupt([*fmt_args, "queue", "drain", "idle-q", "--idle", "60", "--file", str(out), "--yes"])
     assert code == 130 and took < 2, (code, took, err)
     last = err.splitlines()[-1]
     if fmt == "json":
@@ -197,10 +197,10 @@ def test_full_disk_json_error(store: str) -> None:
 
 
 def test_full_disk_drain_file(fsqueue: str) -> None:
-    r = taskctl("queue", "drain", fsqueue, "--file", "/dev/full", "--limit", "5")
+    r = taskctl("queue", "drain", fsqueue, "--file", "/dev/full", "--limit", "5", "--yes")
     assert r.returncode == 1, r.stderr
     assert "no space left on device" in r.stderr and "internal error" not in r.stderr
-    r = taskctl("-o", "json", "queue", "drain", fsqueue, "--file", "/dev/full", "--limit", "5")
+    r = taskctl("-o", "json", "queue", "drain", fsqueue, "--file", "/dev/full", "--limit", "5", "--yes")
     assert r.returncode == 1 and json.loads(r.stderr.splitlines()[-1])["error"]["code"] == "disk-full"
 
 
@@ -424,7 +424,7 @@ def test_ctrl_c_idle_drain_on_a_real_broker(request: pytest.FixtureRequest, kind
     if kind == "amqp":
         broker.declare_queue(unique_name)
     try:
-        code, took, err = interrupt(["--broker", url, "queue", "drain", unique_name, "--idle", "60"])
+        code, took, err = interrupt(["--broker", url, "queue", "drain", unique_name, "--idle", "60", "--yes"])
     finally:
         if kind == "amqp":
             broker.delete_queue(unique_name)

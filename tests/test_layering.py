@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "taskctl.commands": 3,
     # 4: entry points and dev-only code
     "taskctl.cli": 4,
+    "taskctl.cli_usage": 4,
     "taskctl.__main__": 4,
     "taskctl.devtools": 4,
     "taskctl.demo": 4,

@@ -257,7 +257,7 @@ def test_full_disk_is_a_clear_error_and_nothing_is_lost(
     out = tiny_disk / "d.jsonl"
     r = run("queue", "drain", "--yes", src, "--file", str(out), "--idle", "0.5", "--broker", rabbitmq_url)
     assert r.exit_code == 1, r.stderr
-    assert r.stderr.startswith("error: ") and "No space left on device" in r.stderr and "internal" not in r.stderr
+    assert r.stderr.startswith("error: ") and "no space left on device" in r.stderr and "internal" not in r.stderr
     assert "written to" in r.stderr and "the rest stay in the queue" in r.stderr and "hint:" in r.stderr
     written = file_ids(out)
     left = b.stats(src).messages
