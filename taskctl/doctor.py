@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from taskctl import backends
 from taskctl.errors import ExitCode, NotFoundError, TaskctlError, UnavailableError
@@ -21,7 +21,7 @@ from taskctl.models import Check, Listing, Outcome
 from taskctl.urls import mask, scheme_of
 
 if TYPE_CHECKING:
-    from taskctl.backends.base import TtlDescription
+    from taskctl.backends.base import QueueCounts, TtlDescription
     from taskctl.config import Settings
 
 PASS, WARN, FAIL, SKIPPED = "pass", "warn", "fail", "skipped"
@@ -336,10 +336,8 @@ def _broker_checks(settings: Settings, queues: tuple[str, ...]) -> Iterator[Chec
         yield _queue_check(name, queue, counts, broker.counts_consumers)
 
 
-def _queue_check(name: str, queue: str, counts: Any, counts_consumers: bool) -> Check:
-    ready = getattr(counts, "messages", None)
-    consumers = getattr(counts, "consumers", None)
-    certain = getattr(counts, "certain", True)
+def _queue_check(name: str, queue: str, counts: QueueCounts, counts_consumers: bool) -> Check:
+    ready, consumers, certain = counts.messages, counts.consumers, counts.certain
     detail = f"{ready} ready" if certain else f"{ready} ready (empty or missing: this transport cannot tell)"
     if counts_consumers and consumers is not None:
         detail += f", {consumers} consumers"
