@@ -108,10 +108,10 @@ def test_huge_int_becomes_a_placeholder() -> None:
 )
 def test_deep_nesting_is_cut(data: bytes) -> None:
     value, problems = bounded(lambda: safe_load_bounded(data))
-    assert problems == ["nested deeper than 500 levels: cut"]
-    for _ in range(500):
+    assert problems == ["nested deeper than 50000 levels: cut"]
+    for _ in range(50_000):
         value = value[0]
-    assert value == {"__unreadable__": "nested deeper than 500 levels"}
+    assert value == {"__unreadable__": "nested deeper than 50000 levels"}
 
 
 def test_too_many_opcodes_are_refused() -> None:
@@ -282,14 +282,26 @@ def test_json_nested_100000_levels_is_an_error_not_a_crash() -> None:
     assert not d.ok and "nested too deeply" in d.error and meta is None
 
 
-def test_deep_children_are_a_problem_not_a_crash() -> None:
+def test_deep_children_are_read_without_recursion() -> None:
+    """A chain's last task nests one level per link: 5,000 links are read whole, and written back the same."""
     from taskctl.formats import result as R
+    from taskctl.formats.result_refs import as_tuple
 
     child: Any = [["last", None], None]
     for i in range(5000):
         child = [[f"t{i}", child], None]
     meta = R.parse_task_meta({"status": "SUCCESS", "children": [child]}, "t")
-    assert meta is not None and meta.problem == "children nest too deeply to read"
+    assert meta is not None and meta.problem is None
+    ref, depth = meta.children[0], 0
+    while ref.parent is not None:
+        ref, depth = ref.parent, depth + 1
+    assert (depth, ref.task_id) == (5000, "last")
+    node, ids = as_tuple(meta.children[0]), []  # == on 5,000-deep lists would recurse: walk it
+    while node is not None:
+        (ident, node), members = node
+        ids.append(ident)
+        assert members is None
+    assert ids == [*(f"t{i}" for i in reversed(range(5000))), "last"]
 
 
 def test_msgpack_nan_and_to_plain_stay_valid_json() -> None:

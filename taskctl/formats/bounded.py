@@ -28,8 +28,9 @@ __all__ = [
     "placeholder",
 ]
 
-#: values nested deeper are cut (renderers recurse; Python's default limit is 1000 frames)
-MAX_DEPTH = 500
+#: values nested deeper are cut: deep enough for the children of a 25,000-link chain (two levels a link; walks
+#: and renderers are iterative), shallow enough that a hostile value's nesting stays a bounded amount of work
+MAX_DEPTH = 50_000
 #: the expanded size (each shared reference counted every time it is reached) of one value, in nodes; a string
 #: counts one node per 64 characters. About 100 MB when rendered.
 MAX_NODES = 2_000_000

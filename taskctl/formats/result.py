@@ -27,15 +27,11 @@ from taskctl.formats.result_meta import (
     EXCEPTION_STATES,
     READY_STATES,
     ExceptionInfo,
-    GroupRef,
     TaskMeta,
-    TaskRef,
     exception_info,
-    flatten_ids,
     is_pickled_placeholder,
     parse_date_done,
     parse_group_meta,
-    parse_result_tuple,
     parse_task_meta,
     to_plain,
 )
@@ -53,6 +49,7 @@ from taskctl.formats.result_payload import (
     normalize_serializer,
     sniff,
 )
+from taskctl.formats.result_refs import GroupRef, TaskRef, flatten_ids, parse_result_tuple
 
 __all__ = [
     "CHORD_PREFIX",

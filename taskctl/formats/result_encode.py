@@ -16,8 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from taskctl.formats.compression import compress
-from taskctl.formats.result_meta import GroupRef, TaskMeta, TaskRef
+from taskctl.formats.result_meta import TaskMeta
 from taskctl.formats.result_payload import COMPRESSED_MAGIC, COMPRESSIONS, ResultFormatError, normalize_serializer
+from taskctl.formats.result_refs import as_tuple
 
 
 class _CeleryException:
@@ -133,7 +134,7 @@ def revoked_meta(
         "status": "REVOKED",
         "result": _CeleryException("celery.exceptions", "TaskRevokedError", (reason,)),
         "traceback": None,
-        "children": [] if previous is None else [_as_tuple(c) for c in previous.children],
+        "children": [] if previous is None else [as_tuple(c) for c in previous.children],
         "date_done": date_done or now_iso(),
     }
     if previous is not None:
@@ -152,10 +153,3 @@ def revoked_meta(
             )
     meta["task_id"] = task_id
     return meta
-
-
-def _as_tuple(ref: TaskRef | GroupRef) -> Any:
-    if isinstance(ref, TaskRef):
-        return [[ref.task_id, _as_tuple(ref.parent) if ref.parent is not None else None], None]
-    parent = _as_tuple(ref.parent) if ref.parent is not None else None
-    return [[ref.group_id, parent], [_as_tuple(m) for m in ref.members]]

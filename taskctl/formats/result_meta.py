@@ -11,61 +11,18 @@ import datetime as dt
 import json
 import math
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from taskctl.formats.bounded import MAX_INT_BITS, check_scalar
+from taskctl.formats.result_refs import GroupRef, TaskRef, flatten_ids, parse_refs, parse_result_tuple
 from taskctl.formats.safepickle import PickledGlobal, PickledObject
 from taskctl.formats.times import parse_iso
 
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 EXCEPTION_STATES = frozenset({"RETRY", "FAILURE", "REVOKED"})
-
-
-@dataclass(frozen=True)
-class TaskRef:
-    task_id: str
-    #: a chain's last task carries its predecessors: the chain starts at the top-most parent
-    parent: TaskRef | GroupRef | None = None
-
-
-@dataclass(frozen=True)
-class GroupRef:
-    group_id: str
-    members: tuple[TaskRef | GroupRef, ...]
-    #: a group member that is a chain: its first task ("parent" in the tuple)
-    parent: TaskRef | GroupRef | None = None
-
-
-def parse_result_tuple(node: Any) -> TaskRef | GroupRef | None:
-    """``[[id, parent], None]`` is an AsyncResult, ``[[id, parent], [members…]]`` a GroupResult (§1.5)."""
-    if isinstance(node, str):
-        return TaskRef(node)
-    if not isinstance(node, list | tuple) or len(node) != 2:
-        return None
-    head, members = node
-    if not isinstance(head, list | tuple) or len(head) != 2 or not isinstance(head[0], str):
-        return None
-    if members is None:
-        parent_ref = parse_result_tuple(head[1]) if head[1] is not None else None
-        return TaskRef(head[0], parent_ref)
-    if isinstance(members, list | tuple):
-        parsed = [parse_result_tuple(m) for m in members]
-        parent = parse_result_tuple(head[1]) if head[1] is not None else None
-        return GroupRef(head[0], tuple(p for p in parsed if p is not None), parent)
-    return None
-
-
-def flatten_ids(refs: Iterator[TaskRef | GroupRef] | tuple[TaskRef | GroupRef, ...] | list[Any]) -> list[str]:
-    out: list[str] = []
-    for r in refs:
-        if isinstance(r, TaskRef):
-            out.append(r.task_id)
-        elif isinstance(r, GroupRef):
-            out.extend(flatten_ids(r.members))
-    return out
 
 
 @dataclass(frozen=True)
@@ -236,17 +193,8 @@ def parse_task_meta(value: Any, task_id: str) -> TaskMeta | None:
 
 
 def _parse_task_meta(value: Mapping[str, Any], task_id: str) -> TaskMeta:
-    children_raw = value.get("children") or ()
-    refs: list[TaskRef | GroupRef] = []
+    refs = parse_refs(value.get("children") or ())
     problem = None
-    if isinstance(children_raw, list | tuple):
-        try:
-            for c in children_raw:
-                r = parse_result_tuple(c)
-                if r is not None:
-                    refs.append(r)
-        except RecursionError:
-            problem = "children nest too deeply to read"
     retries = value.get("retries")
     stamps: dict[str, Any] = {}
     stamped = value.get("stamped_headers")
