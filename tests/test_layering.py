@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "taskctl.tasks": 2,
     "taskctl.revokes": 2,
     "taskctl.rpc": 2,
+    "taskctl.workers": 2,
     "taskctl.doctor": 2,
     "taskctl.local": 2,
     "taskctl.localserver": 2,

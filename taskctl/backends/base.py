@@ -159,11 +159,28 @@ class RemoteControl(Protocol):
 
     #: the transport has a fanout exchange, so a request reaches every online worker
     supports_broadcast: ClassVar[bool]
+    #: bound_workers() lists the workers bound to the pidbox exchange (Redis, filesystem)
+    lists_bound_workers: bool
+    #: RabbitMQ: the management API lists the pidbox exchange's bindings instead
+    has_management: bool
+    namespace: str
 
     @classmethod
     def from_url(  # namespace: Celery's control_exchange
         cls, url: str, *, transport_options: Mapping[str, Any] | None = None, namespace: str | None = None
     ) -> RemoteControl: ...
+    def broadcast(  # stops after limit replies (default: one per destination), else timeout s without one
+        self,
+        command: str,
+        arguments: Mapping[str, Any],
+        *,
+        reply: bool,
+        timeout: float,
+        destination: Sequence[str] | None = None,
+        action: str = "broadcast to workers",
+        limit: int | None = None,
+    ) -> list[Reply]: ...
+    def bound_workers(self) -> list[str]: ...  # worker names bound to <namespace>.pidbox (lists_bound_workers)
     def revoke(  # replies collected for timeout s (0: send only)
         self, task_ids: Sequence[str], *, terminate: bool, signal: str | None, timeout: float
     ) -> list[Reply]: ...
@@ -214,3 +231,4 @@ class Management(Protocol):
     def queues(self, vhost: str | None = None) -> list[dict[str, Any]]: ...  # API queue objects of the vhost
     def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]: ...  # NotFoundError when missing
     def reachable(self) -> bool: ...
+    def bound_queues(self, exchange: str, vhost: str | None = None) -> list[str]: ...  # queues bound to EXCHANGE

@@ -22,6 +22,8 @@ from taskctl.errors import OperationError, TaskctlError, UnavailableError
 from taskctl.formats import control as fmt
 from taskctl.urls import mask, mask_text
 
+#: transports whose ``Channel.get_table(exchange)`` reads bindings every client shares (not process memory)
+_BINDING_TABLES = frozenset({"redis", "rediss", "filesystem"})
 #: seconds; Celery's control_queue_ttl / control_queue_expires defaults
 REPLY_QUEUE_TTL = 300.0
 REPLY_QUEUE_EXPIRES = 10.0
@@ -76,6 +78,10 @@ class KombuControl:
 
     #: requests reach workers through a fanout exchange; False where the transport has none
     supports_broadcast = True
+    #: bound_workers() reads the pidbox bindings the transport keeps (Redis set, filesystem control folder)
+    lists_bound_workers: bool
+    #: the broker is RabbitMQ: its management API lists the pidbox bindings instead
+    has_management: bool
 
     def __init__(
         self,
@@ -89,6 +95,9 @@ class KombuControl:
         self.transport_options = dict(transport_options or {})
         self.namespace = namespace
         self.connect_timeout = connect_timeout
+        scheme = url.split("://", 1)[0].lower()
+        self.lists_bound_workers = scheme in _BINDING_TABLES
+        self.has_management = scheme in ("amqp", "pyamqp", "amqps")
 
     @classmethod
     def from_url(
@@ -151,8 +160,13 @@ class KombuControl:
         timeout: float,
         destination: Sequence[str] | None = None,
         action: str = "broadcast to workers",
+        limit: int | None = None,
     ) -> list[fmt.Reply]:
-        """Send ``command`` to every worker (or ``destination``); with ``reply``, the parsed replies."""
+        """Send ``command`` to every worker (or ``destination``); with ``reply``, the parsed replies.
+
+        Collection stops after ``limit`` replies (default: one per destination), else when ``timeout`` seconds
+        pass without a reply: with the expected worker count, a round ends as soon as all have answered.
+        """
         kwargs = dict(arguments)
         nodes = list(destination) if destination else None
         with self._mailbox(action) as mailbox:
@@ -164,9 +178,10 @@ class KombuControl:
                     mailbox.abcast(command, kwargs)
                 return []
             if nodes:
+                # Mailbox._broadcast stops after len(destination) replies
                 bodies = mailbox.call(nodes, command, kwargs, timeout=timeout)
             else:
-                bodies = mailbox.multi_call(command, kwargs, timeout=timeout)
+                bodies = mailbox.multi_call(command, kwargs, timeout=timeout, limit=limit or None)
         return [r for body in bodies or () for r in fmt.parse_replies(body)]
 
     def revoke(
@@ -198,3 +213,17 @@ class KombuControl:
             destination=destination,
             action="ask workers for revoked ids",
         )
+
+    def bound_workers(self) -> list[str]:
+        """Workers whose pidbox queue is bound to the control exchange, as the transport stores the bindings.
+
+        Only where ``lists_bound_workers``: Redis keeps them in the set ``_kombu.binding.<namespace>.pidbox``,
+        filesystem:// in its control folder; kombu's ``Channel.get_table`` reads either.
+        """
+        if not self.lists_bound_workers:
+            return []
+        exchange = fmt.pidbox_exchange(self.namespace)
+        with self._mailbox("list bound workers") as mailbox:
+            table = mailbox.connection.default_channel.get_table(exchange)
+        names = (fmt.worker_of_pidbox_queue(str(row[-1]), self.namespace) for row in table or ())
+        return sorted({n for n in names if n})

@@ -124,6 +124,18 @@ class ManagementAPI:
     def queues(self, vhost: str | None = None) -> list[dict[str, Any]]:
         return list(self.iter_queues(vhost))
 
+    def bound_queues(self, exchange: str, vhost: str | None = None) -> list[str]:
+        """Names of the queues bound to EXCHANGE (``/api/exchanges/{vhost}/{exchange}/bindings/source``)."""
+        v = urllib.parse.quote(vhost or self.vhost, safe="")
+        data = self._get(f"/api/exchanges/{v}/{urllib.parse.quote(exchange, safe='')}/bindings/source")
+        if not isinstance(data, list):
+            raise OperationError(f"management API {self.shown}: unexpected reply for exchange {exchange!r}")
+        return [
+            str(b["destination"])
+            for b in data
+            if isinstance(b, dict) and b.get("destination_type") == "queue" and b.get("destination")
+        ]
+
     def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]:
         v = urllib.parse.quote(vhost or self.vhost, safe="")
         data = self._get(f"/api/queues/{v}/{urllib.parse.quote(name, safe='')}")

@@ -22,10 +22,12 @@ from taskctl.models.result import (
 )
 from taskctl.models.table import KeyAttr, TableInfo
 from taskctl.models.task import RequeuedTask, RevokedTask, RevokeReport, WorkerReply
+from taskctl.models.worker import ConsumerChange, RegisteredTask, Worker, WorkerStats, WorkerTask
 
 __all__ = [
     "BrokerQueue",
     "Check",
+    "ConsumerChange",
     "DrainedLine",
     "ForgetReport",
     "GroupNode",
@@ -38,6 +40,7 @@ __all__ = [
     "PurgedQueue",
     "QueueMessage",
     "QueueStats",
+    "RegisteredTask",
     "RequeuedTask",
     "ResultNode",
     "ResultTree",
@@ -49,5 +52,8 @@ __all__ = [
     "TaskResult",
     "TransferSummary",
     "TreeRow",
+    "Worker",
     "WorkerReply",
+    "WorkerStats",
+    "WorkerTask",
 ]

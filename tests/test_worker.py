@@ -1,0 +1,311 @@
+"""`worker list|active|reserved|registered|stats|consume` against two real Celery workers on RabbitMQ.
+
+One prefork worker (concurrency 2) and one solo worker, each with its own unique node name and queue. Other
+workers on the shared broker may answer too, so the assertions look only at these two (and `--worker` narrows
+the early-return checks to them: a busy worker elsewhere on the broker must not make a test slow or flaky).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REDIS_URL, port_open, service_missing
+
+pytestmark = pytest.mark.celery
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+
+APP_SOURCE = """
+import os
+import pathlib
+import time
+
+from celery import Celery
+
+app = Celery("wk_app", broker=os.environ["WK_BROKER"], backend=os.environ["WK_BACKEND"])
+app.conf.update(worker_prefetch_multiplier=2, broker_connection_retry_on_startup=True)
+
+
+@app.task(name="wk.sleep")
+def sleep(seconds, tag=None):
+    time.sleep(seconds)
+    return tag
+
+
+@app.task(name="wk.add")
+def add(x, y):
+    return x + y
+"""
+
+
+@dataclass
+class Workers:
+    """Two running workers: prefork and solo, on queues of their own."""
+
+    root: Path
+    tag: str
+    prefork: str
+    solo: str
+    queue_prefork: str
+    queue_solo: str
+    procs: list[subprocess.Popen[bytes]]
+    _app: Any = None
+
+    @property
+    def cli(self) -> list[str]:
+        return ["--broker", BROKER]
+
+    def app(self) -> Any:
+        if self._app is None:
+            from celery import Celery
+
+            self._app = Celery("wk_client", broker=BROKER, backend=REDIS_URL)
+        return self._app
+
+    def send(self, name: str, args: list[Any], queue: str, **kw: Any) -> str:
+        tid = str(uuid.uuid4())
+        self.app().send_task(name, args=args, task_id=tid, queue=queue, **kw)
+        return tid
+
+
+def _start(root: Path, name: str, queue: str, pool: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = root / f"{name.split('@')[0]}.log"
+    argv = [sys.executable, "-m", "celery", "-A", "wk_app", "worker", *pool, "-Q", queue, "-n", name]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
+    with open(log, "wb") as fh:
+        return subprocess.Popen(argv, cwd=root, env=env, stdout=fh, stderr=fh)
+
+
+def _wait_ready(root: Path, procs: list[subprocess.Popen[bytes]], names: list[str]) -> None:
+    deadline = time.monotonic() + 90
+    logs = [root / f"{n.split('@')[0]}.log" for n in names]
+    while time.monotonic() < deadline:
+        for p, log in zip(procs, logs, strict=True):
+            if p.poll() is not None:
+                raise RuntimeError(f"worker exited at start-up:\n{log.read_text()[-3000:]}")
+        if all(" ready." in log.read_text() for log in logs):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("workers not ready within 90s")
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    if not port_open("127.0.0.1", 5672):
+        service_missing("RabbitMQ on 127.0.0.1:5672")
+    if not port_open("127.0.0.1", 6379):
+        service_missing("Redis on 127.0.0.1:6379")
+    root = tmp_path_factory.mktemp("workers")
+    (root / "wk_app.py").write_text(APP_SOURCE)
+    tag = uuid.uuid4().hex[:8]
+    env = dict(os.environ, WK_BROKER=BROKER, WK_BACKEND=REDIS_URL, PYTHONPATH=str(root))
+    w = Workers(
+        root=root,
+        tag=tag,
+        prefork=f"wk-prefork-{tag}@test",
+        solo=f"wk-solo-{tag}@test",
+        queue_prefork=f"wk-q1-{tag}",
+        queue_solo=f"wk-q2-{tag}",
+        procs=[],
+    )
+    w.procs.append(_start(root, w.prefork, w.queue_prefork, ["-P", "prefork", "-c", "2"], env))
+    w.procs.append(_start(root, w.solo, w.queue_solo, ["-P", "solo"], env))
+    try:
+        _wait_ready(root, w.procs, [w.prefork, w.solo])
+        yield w
+    finally:
+        for p in w.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in w.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        from kombu import Connection
+
+        with Connection(BROKER) as conn:
+            for q in (w.queue_prefork, w.queue_solo, f"wk-extra-{tag}"):
+                ch = conn.channel()
+                try:
+                    ch.queue_delete(queue=q)
+                except Exception:
+                    pass
+
+
+def _mine(rows: list[dict[str, Any]], w: Workers) -> dict[str, dict[str, Any]]:
+    return {r["worker"]: r for r in rows if r["worker"] in (w.prefork, w.solo)}
+
+
+def test_list_shows_both_workers_with_pool_and_queues(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    r = run(*w.cli, "worker", "list", "--timeout", "3", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    rows = _mine(r.json, w)
+    assert set(rows) == {w.prefork, w.solo}
+    assert rows[w.prefork]["pool"] == "prefork" and rows[w.prefork]["concurrency"] == 2
+    assert rows[w.solo]["pool"] == "solo" and rows[w.solo]["concurrency"] == 1
+    assert rows[w.prefork]["queues"] == [w.queue_prefork]
+    assert rows[w.solo]["queues"] == [w.queue_solo]
+    for row in rows.values():
+        assert row["state"] == "online"
+        assert row["pid"] and row["pid"] > 0
+        assert row["version"] and row["version"].startswith("5.")
+        assert row["uptime"] is not None and row["uptime"] >= 0
+        assert isinstance(row["processed"], int)
+
+    r = run(*w.cli, "worker", "ping", "-w", w.solo, "-o", "plain")
+    assert r.exit_code == 0, r.stderr
+    assert w.solo in r.stdout and w.prefork not in r.stdout
+
+
+def test_list_returns_once_every_expected_worker_answered(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    """With timeout 5 s and both named workers answering, the command ends far sooner than 5 s."""
+    w = two_workers
+    start = time.monotonic()
+    r = run(*w.cli, "worker", "list", "-w", w.prefork, "-w", w.solo, "--timeout", "5", "-o", "json")
+    elapsed = time.monotonic() - start
+    assert r.exit_code == 0, r.stderr
+    assert {x["worker"] for x in r.json} == {w.prefork, w.solo}
+    assert elapsed < 0.8 * 5, f"worker list took {elapsed:.2f}s"
+
+
+def test_silent_worker_is_named_and_check_exits_1(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    ghost = f"wk-ghost-{w.tag}@test"
+    r = run(*w.cli, "worker", "list", "-w", w.solo, "-w", ghost, "--timeout", "0.5", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    states = {x["worker"]: x["state"] for x in r.json}
+    assert states == {w.solo: "online", ghost: "no reply"}
+    r = run(*w.cli, "worker", "list", "-w", w.solo, "-w", ghost, "--timeout", "0.5", "--check", "-o", "json")
+    assert r.exit_code == 1
+    assert ghost in r.stderr
+
+
+def test_active_shows_a_running_task_with_its_args(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    tid = w.send("wk.sleep", [4], w.queue_prefork, kwargs={"tag": "needle\x1b[31m"})
+    deadline = time.monotonic() + 20
+    row = None
+    while row is None and time.monotonic() < deadline:
+        r = run(*w.cli, "worker", "active", "-w", w.prefork, "--timeout", "2", "-o", "json")
+        assert r.exit_code == 0, r.stderr
+        row = next((x for x in r.json if x["task_id"] == tid), None)
+        if row is None:
+            time.sleep(0.2)
+    assert row is not None, "the running task never showed in `worker active`"
+    assert row["worker"] == w.prefork and row["kind"] == "active" and row["name"] == "wk.sleep"
+    assert row["args"] == "[4]" or row["args"] == "(4,)"
+    assert "needle" in row["kwargs"]
+    assert row["started"] and row["started"].endswith("Z")
+    assert row["runtime"] is not None and 0 <= row["runtime"] < 20
+    # text output escapes the control character a task argument carried
+    r = run(*w.cli, "worker", "active", "-w", w.prefork, "--timeout", "2", "-o", "plain")
+    assert tid in r.stdout and "\x1b" not in r.stdout
+
+
+def _wait_idle(run, w: Workers, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Until NAME runs nothing (an earlier test's task may still be running)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = run(*w.cli, "worker", "active", "-w", name, "--timeout", "2", "-o", "json")
+        if r.exit_code == 0 and r.json == []:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{name} still busy")
+
+
+def test_reserved_and_scheduled_on_a_busy_prefork_worker(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    """Both processes busy: a third task waits reserved (prefetch 2 x 2), one with a countdown is scheduled.
+
+    (A busy solo worker would not answer at all: its one thread runs the task, not the remote control.)
+    """
+    w = two_workers
+    q = w.queue_prefork
+    _wait_idle(run, w, w.prefork)
+    busy = [w.send("wk.sleep", [4], q), w.send("wk.sleep", [4], q)]
+    waiting = w.send("wk.add", [1, 2], q)
+    later = w.send("wk.add", [5, 6], q, countdown=60)
+    deadline = time.monotonic() + 20
+    seen: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        seen = {}
+        for kind in ("active", "reserved", "scheduled"):
+            r = run(*w.cli, "worker", kind, "-w", w.prefork, "--timeout", "2", "-o", "json")
+            assert r.exit_code == 0, r.stderr
+            seen[kind] = {x["task_id"] for x in r.json}
+        if set(busy) <= seen["active"] and waiting in seen["reserved"] and later in seen["scheduled"]:
+            break
+        time.sleep(0.2)
+    assert set(busy) <= seen["active"]
+    assert waiting in seen["reserved"]
+    assert later in seen["scheduled"]
+    r = run(*w.cli, "worker", "scheduled", "-w", w.prefork, "-o", "json")
+    row = next(x for x in r.json if x["task_id"] == later)
+    assert row["eta"] and row["name"] == "wk.add" and "5" in row["args"]
+    assert row["started"] is None and row["runtime"] is None
+    r = run(*w.cli, "task", "revoke", later, "--yes", "--no-mark", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_registered_and_stats(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    r = run(*w.cli, "worker", "registered", "-w", w.prefork, "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert {x["task"] for x in r.json} >= {"wk.sleep", "wk.add"}
+    r = run(*w.cli, "worker", "stats", "-w", w.prefork, "-w", w.solo, "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    rows = {x["worker"]: x for x in r.json}
+    assert rows[w.prefork]["pool"] == "prefork" and rows[w.solo]["pool"] == "solo"
+    assert rows[w.prefork]["pid"] != rows[w.solo]["pid"]
+
+
+def _queues_of(run, w: Workers, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    r = run(*w.cli, "worker", "list", "-w", name, "--timeout", "2", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    return list(r.json[0]["queues"])
+
+
+def test_consume_cancel_and_add(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    extra = f"wk-extra-{w.tag}"
+    r = run(*w.cli, "worker", "consume", extra, "--add", "-w", w.solo, "--dry-run", "-o", "json")
+    assert r.exit_code == 0 and r.json[0]["dry_run"] is True
+    assert extra not in _queues_of(run, w, w.solo)
+
+    r = run(*w.cli, "worker", "consume", extra, "--add", "-w", w.solo, "-o", "json")
+    assert r.exit_code == 2 and "--yes" in r.stderr
+
+    r = run(*w.cli, "worker", "consume", extra, "--add", "-w", w.solo, "--yes", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json[0]["worker"] == w.solo and r.json[0]["ok"] is True
+    deadline = time.monotonic() + 10
+    while extra not in _queues_of(run, w, w.solo) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert set(_queues_of(run, w, w.solo)) == {w.queue_solo, extra}
+
+    r = run(*w.cli, "worker", "consume", extra, "--cancel", "-w", w.solo, "--yes", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json[0]["action"] == "cancel_consumer" and r.json[0]["ok"] is True
+    deadline = time.monotonic() + 10
+    while extra in _queues_of(run, w, w.solo) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _queues_of(run, w, w.solo) == [w.queue_solo]
+    # the other worker was never touched
+    assert _queues_of(run, w, w.prefork) == [w.queue_prefork]
+
+
+def test_consume_needs_exactly_one_of_add_or_cancel(run) -> None:  # type: ignore[no-untyped-def]
+    r = run("--broker", BROKER, "worker", "consume", "q", "--yes")
+    assert r.exit_code == 2 and "--add or --cancel" in r.stderr
