@@ -33,7 +33,11 @@ import time
 from celery import Celery
 
 app = Celery("wk_app", broker=os.environ["WK_BROKER"], backend=os.environ["WK_BACKEND"])
-app.conf.update(worker_prefetch_multiplier=2, broker_connection_retry_on_startup=True)
+app.conf.update(
+    worker_prefetch_multiplier=2,
+    broker_connection_retry_on_startup=True,
+    control_exchange=os.environ["WK_CONTROL"],
+)
 
 
 @app.task(name="wk.sleep")
@@ -59,17 +63,23 @@ class Workers:
     queue_prefork: str
     queue_solo: str
     procs: list[subprocess.Popen[bytes]]
+    broker: str = BROKER
     _app: Any = None
 
     @property
+    def namespace(self) -> str:
+        """The workers' control_exchange: only they answer this test's broadcasts on the shared broker."""
+        return f"wk{self.tag}"
+
+    @property
     def cli(self) -> list[str]:
-        return ["--broker", BROKER]
+        return ["--broker", self.broker, "--config", str(self.root / "taskctl.toml")]
 
     def app(self) -> Any:
         if self._app is None:
             from celery import Celery
 
-            self._app = Celery("wk_client", broker=BROKER, backend=REDIS_URL)
+            self._app = Celery("wk_client", broker=self.broker, backend=REDIS_URL)
         return self._app
 
     def send(self, name: str, args: list[Any], queue: str, **kw: Any) -> str:
@@ -99,49 +109,67 @@ def _wait_ready(root: Path, procs: list[subprocess.Popen[bytes]], names: list[st
     raise RuntimeError("workers not ready within 90s")
 
 
+def start_workers(root: Path, broker: str, specs: dict[str, list[str]]) -> Workers:
+    """Workers named wk-<kind>-<tag>@test for each kind in SPECS (pool options), each on a queue of its own."""
+    (root / "wk_app.py").write_text(APP_SOURCE)
+    tag = uuid.uuid4().hex[:8]
+    (root / "taskctl.toml").write_text(f'[default]\ncontrol_exchange = "wk{tag}"\n')
+    env = dict(os.environ, WK_BROKER=broker, WK_BACKEND=REDIS_URL, WK_CONTROL=f"wk{tag}", PYTHONPATH=str(root))
+    names = [f"wk-{kind}-{tag}@test" for kind in specs]
+    w = Workers(
+        root=root,
+        tag=tag,
+        prefork=names[0],
+        solo=names[-1],
+        queue_prefork=f"wk-q1-{tag}",
+        queue_solo=f"wk-q{len(specs)}-{tag}",
+        procs=[],
+        broker=broker,
+    )
+    for i, (name, pool) in enumerate(zip(names, specs.values(), strict=True)):
+        w.procs.append(_start(root, name, f"wk-q{i + 1}-{tag}", pool, env))
+    try:
+        _wait_ready(root, w.procs, names)
+    except BaseException:
+        stop_workers(w)
+        raise
+    return w
+
+
+def stop_workers(w: Workers) -> None:
+    for p in w.procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in w.procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    from kombu import Connection
+
+    with Connection(w.broker) as conn:
+        for q in (w.queue_prefork, w.queue_solo, f"wk-extra-{w.tag}"):
+            ch = conn.channel()
+            try:
+                ch.queue_delete(queue=q)
+            except Exception:
+                pass
+
+
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     if not port_open("127.0.0.1", 5672):
         service_missing("RabbitMQ on 127.0.0.1:5672")
     if not port_open("127.0.0.1", 6379):
         service_missing("Redis on 127.0.0.1:6379")
-    root = tmp_path_factory.mktemp("workers")
-    (root / "wk_app.py").write_text(APP_SOURCE)
-    tag = uuid.uuid4().hex[:8]
-    env = dict(os.environ, WK_BROKER=BROKER, WK_BACKEND=REDIS_URL, PYTHONPATH=str(root))
-    w = Workers(
-        root=root,
-        tag=tag,
-        prefork=f"wk-prefork-{tag}@test",
-        solo=f"wk-solo-{tag}@test",
-        queue_prefork=f"wk-q1-{tag}",
-        queue_solo=f"wk-q2-{tag}",
-        procs=[],
+    w = start_workers(
+        tmp_path_factory.mktemp("workers"), BROKER, {"prefork": ["-P", "prefork", "-c", "2"], "solo": ["-P", "solo"]}
     )
-    w.procs.append(_start(root, w.prefork, w.queue_prefork, ["-P", "prefork", "-c", "2"], env))
-    w.procs.append(_start(root, w.solo, w.queue_solo, ["-P", "solo"], env))
     try:
-        _wait_ready(root, w.procs, [w.prefork, w.solo])
         yield w
     finally:
-        for p in w.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in w.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        from kombu import Connection
-
-        with Connection(BROKER) as conn:
-            for q in (w.queue_prefork, w.queue_solo, f"wk-extra-{tag}"):
-                ch = conn.channel()
-                try:
-                    ch.queue_delete(queue=q)
-                except Exception:
-                    pass
+        stop_workers(w)
 
 
 def _mine(rows: list[dict[str, Any]], w: Workers) -> dict[str, dict[str, Any]]:
@@ -171,14 +199,15 @@ def test_list_shows_both_workers_with_pool_and_queues(run, two_workers: Workers)
 
 
 def test_list_returns_once_every_expected_worker_answered(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
-    """With timeout 5 s and both named workers answering, the command ends far sooner than 5 s."""
+    """Timeout 5 s: both workers bound to the control exchange (management API) answered, so it ends far sooner."""
     w = two_workers
-    start = time.monotonic()
-    r = run(*w.cli, "worker", "list", "-w", w.prefork, "-w", w.solo, "--timeout", "5", "-o", "json")
-    elapsed = time.monotonic() - start
-    assert r.exit_code == 0, r.stderr
-    assert {x["worker"] for x in r.json} == {w.prefork, w.solo}
-    assert elapsed < 0.8 * 5, f"worker list took {elapsed:.2f}s"
+    for extra in ([], ["-w", w.prefork, "-w", w.solo]):
+        start = time.monotonic()
+        r = run(*w.cli, "worker", "list", *extra, "--timeout", "5", "-o", "json")
+        elapsed = time.monotonic() - start
+        assert r.exit_code == 0, r.stderr
+        assert [x["worker"] for x in r.json] == sorted([w.prefork, w.solo])
+        assert elapsed < 0.8 * 5, f"worker list {extra} took {elapsed:.2f}s"
 
 
 def test_silent_worker_is_named_and_check_exits_1(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
@@ -309,3 +338,26 @@ def test_consume_cancel_and_add(run, two_workers: Workers) -> None:  # type: ign
 def test_consume_needs_exactly_one_of_add_or_cancel(run) -> None:  # type: ignore[no-untyped-def]
     r = run("--broker", BROKER, "worker", "consume", "q", "--yes")
     assert r.exit_code == 2 and "--add or --cancel" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def redis_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    if not port_open("127.0.0.1", 6379):
+        service_missing("Redis on 127.0.0.1:6379")
+    w = start_workers(tmp_path_factory.mktemp("redis-workers"), REDIS_URL, {"solo": ["-P", "solo"]})
+    try:
+        yield w
+    finally:
+        stop_workers(w)
+
+
+def test_redis_list_ends_once_the_bound_worker_answered(run, redis_worker: Workers) -> None:  # type: ignore[no-untyped-def]
+    """Redis: the expected workers come from the set _kombu.binding.<namespace>.pidbox."""
+    w = redis_worker
+    start = time.monotonic()
+    r = run(*w.cli, "worker", "list", "--timeout", "5", "-o", "json")
+    elapsed = time.monotonic() - start
+    assert r.exit_code == 0, r.stderr
+    assert [(x["worker"], x["state"], x["pool"]) for x in r.json] == [(w.solo, "online", "solo")]
+    assert r.json[0]["queues"] == [w.queue_solo]
+    assert elapsed < 0.8 * 5, f"worker list took {elapsed:.2f}s"
