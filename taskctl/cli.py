@@ -274,6 +274,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "local": "Start, inspect and stop an embedded local stack: DynamoDB server, filesystem:// broker, Celery worker.",
     "doctor": "Check the configuration, the result backend and its table, and the broker; exit 1 if a check fails.",
     "worker": "List workers, what they run and hold; change the queues they consume.",
+    "events": "Follow Celery's event stream: tasks received, started, succeeded, failed; workers up and down.",
 }
 
 

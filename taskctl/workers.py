@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from taskctl import backends, events
 from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
 from taskctl.formats import control as fmt
+from taskctl.models.task import WorkerReply
 from taskctl.models.worker import (
     NO_REPLY,
     ONLINE,
@@ -273,7 +274,8 @@ def set_events(
     timeout: float = DEFAULT_TIMEOUT,
     workers: Sequence[str] = (),
     dry_run: bool = False,
-) -> list[ConsumerChange]:
+) -> list[WorkerReply]:
     """``enable_events`` / ``disable_events``: workers start or stop sending task events (``worker -E``)."""
     command = "enable_events" if enable else "disable_events"
-    return _change(settings, command, {}, label="-", timeout=timeout, workers=workers, dry_run=dry_run)
+    changes = _change(settings, command, {}, label="", timeout=timeout, workers=workers, dry_run=dry_run)
+    return [WorkerReply(c.worker, c.ok, c.message) for c in changes]

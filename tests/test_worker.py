@@ -7,6 +7,7 @@ the early-return checks to them: a busy worker elsewhere on the broker must not 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +38,7 @@ app.conf.update(
     worker_prefetch_multiplier=2,
     broker_connection_retry_on_startup=True,
     control_exchange=os.environ["WK_CONTROL"],
+    event_exchange=os.environ["WK_CONTROL"] + "ev",
 )
 
 
@@ -67,11 +69,6 @@ class Workers:
     _app: Any = None
 
     @property
-    def namespace(self) -> str:
-        """The workers' control_exchange: only they answer this test's broadcasts on the shared broker."""
-        return f"wk{self.tag}"
-
-    @property
     def cli(self) -> list[str]:
         return ["--broker", self.broker, "--config", str(self.root / "taskctl.toml")]
 
@@ -91,7 +88,8 @@ class Workers:
 def _start(root: Path, name: str, queue: str, pool: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     log = root / f"{name.split('@')[0]}.log"
     argv = [sys.executable, "-m", "celery", "-A", "wk_app", "worker", *pool, "-Q", queue, "-n", name]
-    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"]
+    # heartbeats on: without them (and without -E) a worker has no event dispatcher to enable
+    argv += ["--without-gossip", "--without-mingle", "-l", "info"]
     with open(log, "wb") as fh:
         return subprocess.Popen(argv, cwd=root, env=env, stdout=fh, stderr=fh)
 
@@ -113,7 +111,7 @@ def start_workers(root: Path, broker: str, specs: dict[str, list[str]]) -> Worke
     """Workers named wk-<kind>-<tag>@test for each kind in SPECS (pool options), each on a queue of its own."""
     (root / "wk_app.py").write_text(APP_SOURCE)
     tag = uuid.uuid4().hex[:8]
-    (root / "taskctl.toml").write_text(f'[default]\ncontrol_exchange = "wk{tag}"\n')
+    (root / "taskctl.toml").write_text(f'[default]\ncontrol_exchange = "wk{tag}"\nevent_exchange = "wk{tag}ev"\n')
     env = dict(os.environ, WK_BROKER=broker, WK_BACKEND=REDIS_URL, WK_CONTROL=f"wk{tag}", PYTHONPATH=str(root))
     names = [f"wk-{kind}-{tag}@test" for kind in specs]
     w = Workers(
@@ -361,3 +359,47 @@ def test_redis_list_ends_once_the_bound_worker_answered(run, redis_worker: Worke
     assert [(x["worker"], x["state"], x["pool"]) for x in r.json] == [(w.solo, "online", "solo")]
     assert r.json[0]["queues"] == [w.queue_solo]
     assert elapsed < 0.8 * 5, f"worker list took {elapsed:.2f}s"
+
+
+def test_events_say_how_to_turn_them_on_when_none_arrive(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    """The test workers run without -E: only worker heartbeats arrive on their event exchange."""
+    w = two_workers
+    start = time.monotonic()
+    r = run(*w.cli, "events", "--timeout", "1.5", "--state", "succeeded", "-o", "jsonl")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""
+    assert "worker events --enable" in r.stderr and "-E" in r.stderr
+    assert time.monotonic() - start < 10
+
+
+def test_enable_events_then_follow_a_task(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    r = run(*w.cli, "worker", "events", "--enable", "-w", w.prefork, "-w", w.solo, "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert {x["worker"] for x in r.json} == {w.prefork, w.solo} and all(x["ok"] for x in r.json), r.json
+    argv = [sys.executable, "-m", "taskctl", *w.cli, "events", "--task", "wk.add", "--limit", "6"]
+    argv += ["--timeout", "40", "-o", "jsonl"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # start-up and the bound queue; tasks sent before would not be seen (not an error)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            w.send("wk.add", [1, 2], w.queue_solo)
+            w.send("wk.sleep", [0], w.queue_solo)  # filtered out by --task
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        run(*w.cli, "worker", "events", "--disable", "-w", w.prefork, "-w", w.solo)
+    assert proc.returncode == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 6
+    assert {r["name"] for r in rows} == {"wk.add"}
+    assert {r["worker"] for r in rows} == {w.solo}
+    kinds = {r["type"] for r in rows}
+    assert kinds <= {"task-received", "task-started", "task-succeeded"} and "task-succeeded" in kinds
+    done = next(r for r in rows if r["type"] == "task-succeeded")
+    assert done["event"]["result"] == "3" and "result=3" in done["info"] and done["time"].endswith("Z")
+    got = next((r for r in rows if r["type"] == "task-received"), None)
+    assert got is None or got["event"]["args"] == "(1, 2)" or got["event"]["args"] == "[1, 2]"

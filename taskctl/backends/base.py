@@ -6,7 +6,7 @@ Capabilities are class attributes documented with ``#:``. Every SDK exception is
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from taskctl.config import Settings
-    from taskctl.formats.control import Reply
+    from taskctl.formats.control import CeleryEvent, Reply
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,13 @@ class RemoteControl(Protocol):
     namespace: str
 
     @classmethod
-    def from_url(  # namespace: Celery's control_exchange
-        cls, url: str, *, transport_options: Mapping[str, Any] | None = None, namespace: str | None = None
+    def from_url(  # namespace: Celery's control_exchange; event_exchange: its event_exchange
+        cls,
+        url: str,
+        *,
+        transport_options: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        event_exchange: str | None = None,
     ) -> RemoteControl: ...
     def broadcast(  # stops after limit replies (default: one per destination), else timeout s without one
         self,
@@ -181,6 +186,9 @@ class RemoteControl(Protocol):
         limit: int | None = None,
     ) -> list[Reply]: ...
     def bound_workers(self) -> list[str]: ...  # worker names bound to <namespace>.pidbox (lists_bound_workers)
+    def events(  # Celery's event stream (exchange celeryev, bound with '#'); None after tick s without an event
+        self, *, tick: float = 0.5
+    ) -> Generator[CeleryEvent | None, None, None]: ...
     def revoke(  # replies collected for timeout s (0: send only)
         self, task_ids: Sequence[str], *, terminate: bool, signal: str | None, timeout: float
     ) -> list[Reply]: ...

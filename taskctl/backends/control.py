@@ -14,7 +14,8 @@ Errors raised: UnavailableError (cannot connect, refused, bad credentials; the U
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,6 +28,9 @@ _BINDING_TABLES = frozenset({"redis", "rediss", "filesystem"})
 #: seconds; Celery's control_queue_ttl / control_queue_expires defaults
 REPLY_QUEUE_TTL = 300.0
 REPLY_QUEUE_EXPIRES = 10.0
+#: seconds; Celery's event_queue_ttl / event_queue_expires defaults
+EVENT_QUEUE_TTL = 5.0
+EVENT_QUEUE_EXPIRES = 60.0
 
 
 def _describe(exc: BaseException, url: str) -> str:
@@ -73,6 +77,14 @@ def _kombu() -> tuple[Any, Any]:
     return Connection, Mailbox
 
 
+def _kombu_entities() -> tuple[Any, Any, Any]:
+    """kombu's Exchange, Queue and Consumer, imported on first use."""
+    from kombu.entity import Exchange, Queue
+    from kombu.messaging import Consumer
+
+    return Exchange, Queue, Consumer
+
+
 class KombuControl:
     """Remote control of Celery workers through the broker (kombu pidbox, as ``app.control`` does)."""
 
@@ -90,11 +102,13 @@ class KombuControl:
         transport_options: Mapping[str, Any] | None = None,
         namespace: str = fmt.DEFAULT_NAMESPACE,
         connect_timeout: float = 5.0,
+        event_exchange: str = fmt.EVENT_EXCHANGE,
     ) -> None:
         self.url = url
         self.transport_options = dict(transport_options or {})
         self.namespace = namespace
         self.connect_timeout = connect_timeout
+        self.event_exchange = event_exchange
         scheme = url.split("://", 1)[0].lower()
         self.lists_bound_workers = scheme in _BINDING_TABLES
         self.has_management = scheme in ("amqp", "pyamqp", "amqps")
@@ -107,13 +121,16 @@ class KombuControl:
         transport_options: Mapping[str, Any] | None = None,
         namespace: str | None = None,
         connect_timeout: float = 5.0,
+        event_exchange: str | None = None,
     ) -> KombuControl:
-        """``namespace`` is Celery's ``control_exchange`` (default ``celery``)."""
+        """``namespace`` is Celery's ``control_exchange`` (default ``celery``), ``event_exchange`` its
+        ``event_exchange`` (default ``celeryev``)."""
         return cls(
             url,
             transport_options=transport_options,
             namespace=namespace or fmt.DEFAULT_NAMESPACE,
             connect_timeout=connect_timeout,
+            event_exchange=event_exchange or fmt.EVENT_EXCHANGE,
         )
 
     @contextmanager
@@ -227,3 +244,40 @@ class KombuControl:
             table = mailbox.connection.default_channel.get_table(exchange)
         names = (fmt.worker_of_pidbox_queue(str(row[-1]), self.namespace) for row in table or ())
         return sorted({n for n in names if n})
+
+    def events(self, *, tick: float = 0.5) -> Generator[fmt.CeleryEvent | None, None, None]:
+        """Celery's event stream, as ``celery events`` receives it; None after each ``tick`` s without one.
+
+        A queue of our own (``taskctl.events.<uuid>``: auto-delete, exclusive, message TTL 5 s, expires 60 s, as
+        Celery's EventReceiver declares it) bound to the ``celeryev`` exchange (Celery's event_exchange) with ``#``. Celery publishes
+        events to a topic exchange, except on Redis where it uses fanout (celery.events.event.get_exchange).
+        """
+        Exchange, Queue, Consumer = _kombu_entities()
+        pending: list[fmt.CeleryEvent] = []
+
+        def on_message(body: Any, message: Any) -> None:
+            pending.extend(fmt.parse_events(body))
+
+        with self._mailbox("receive events") as mailbox:
+            conn = mailbox.connection
+            exchange_type = "fanout" if conn.transport.driver_type == "redis" else "topic"
+            exchange = Exchange(self.event_exchange, type=exchange_type, durable=True, auto_delete=False)
+            queue = Queue(
+                f"taskctl.events.{uuid.uuid4()}",
+                exchange=exchange,
+                routing_key="#",
+                auto_delete=True,
+                durable=False,
+                exclusive=True,
+                message_ttl=EVENT_QUEUE_TTL,
+                expires=EVENT_QUEUE_EXPIRES,
+            )
+            with Consumer(conn.default_channel, queues=[queue], callbacks=[on_message], accept=["json"], no_ack=True):
+                while True:
+                    try:
+                        conn.drain_events(timeout=tick)
+                    except TimeoutError:
+                        if not pending:
+                            yield None
+                    while pending:
+                        yield pending.pop(0)

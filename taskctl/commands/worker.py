@@ -9,7 +9,16 @@ import typer
 from taskctl import config
 from taskctl.commands.common import DRY_RUN_HELP, YES_HELP, confirm, duration, lazy_module
 from taskctl.errors import ExitCode, UsageError
-from taskctl.models import ConsumerChange, Listing, Outcome, RegisteredTask, Worker, WorkerStats, WorkerTask
+from taskctl.models import (
+    ConsumerChange,
+    Listing,
+    Outcome,
+    RegisteredTask,
+    Worker,
+    WorkerReply,
+    WorkerStats,
+    WorkerTask,
+)
 
 if TYPE_CHECKING:
     from taskctl import workers
@@ -73,6 +82,16 @@ def ping(
       taskctl worker ping --check
     """
     return _list(timeout, worker, check)
+
+
+def _replies(listing: Listing, replies: list[ConsumerChange] | list[WorkerReply]) -> Listing | Outcome:
+    """Exit 1 when a worker refused (e.g. 'event dispatcher unavailable') or none answered."""
+    refused = [r.worker for r in replies if not r.ok]
+    if refused:
+        return Outcome(listing, ExitCode.FAILED, f"refused by {', '.join(refused)}")
+    if not replies:
+        return Outcome(listing, ExitCode.FAILED, "no worker answered")
+    return listing
 
 
 def _tasks(kind: str, timeout: str, worker: list[str] | None) -> Listing:
@@ -169,7 +188,7 @@ def consume(
     worker: list[str] = typer.Option(None, "--worker", "-w", metavar="NAME", help=WORKER_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
-) -> Listing:
+) -> Listing | Outcome:
     """Make workers start (--add) or stop (--cancel) consuming a queue, as `celery control add_consumer` does.
 
     Incident response: cancel a poisoned queue on every worker before draining it. The change lasts until
@@ -196,4 +215,30 @@ def consume(
         workers=worker or [],
         dry_run=dry_run,
     )
-    return Listing(ConsumerChange, changes)
+    return _replies(Listing(ConsumerChange, changes), changes)
+
+
+@app.command()
+def events(
+    enable: bool = typer.Option(None, "--enable/--disable", help="Start or stop sending task events."),
+    timeout: str = typer.Option("1", "--timeout", "-t", metavar="D", help=TIMEOUT_HELP),
+    worker: list[str] = typer.Option(None, "--worker", "-w", metavar="NAME", help=WORKER_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
+) -> Listing | Outcome:
+    """Make workers start (--enable) or stop (--disable) sending task events, as `celery control enable_events`.
+
+    Task events feed `taskctl events`, `taskctl top` and Flower; the change lasts until the worker restarts
+    (start workers with -E to have them always on).
+
+    Examples:
+
+    \b
+      taskctl worker events --enable
+      taskctl worker events --disable -w celery@web1
+    """
+    if enable is None:
+        raise UsageError("pass --enable or --disable")
+    replies = workers.set_events(
+        config.current(), enable=enable, timeout=_timeout(timeout), workers=worker or [], dry_run=dry_run
+    )
+    return _replies(Listing(WorkerReply, replies), replies)

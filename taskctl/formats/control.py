@@ -316,3 +316,79 @@ def consumer_arguments(
         "routing_key": routing_key,
         **dict(options or {}),
     }
+
+
+# -- events (celery.events: exchange "celeryev", routing key = the type with "-" as ".") -------------------
+
+EVENT_EXCHANGE = "celeryev"  # Celery's event_exchange setting
+#: per-task event types, and the worker ones; the names of --state
+TASK_EVENTS = ("received", "started", "succeeded", "failed", "retried", "revoked", "rejected", "sent")
+WORKER_EVENTS = ("online", "heartbeat", "offline")
+#: Celery state names accepted by --state for the task event that sets them
+STATE_EVENTS = {
+    "RECEIVED": "task-received",
+    "STARTED": "task-started",
+    "SUCCESS": "task-succeeded",
+    "FAILURE": "task-failed",
+    "RETRY": "task-retried",
+    "REVOKED": "task-revoked",
+    "REJECTED": "task-rejected",
+    "PENDING": "task-sent",
+}
+_EVENT_KEYS = 40
+
+
+@dataclass(frozen=True)
+class CeleryEvent:
+    """One event as a worker sent it (celery.events.Event), bounded: text cut, at most 40 keys."""
+
+    type: str
+    hostname: str
+    timestamp: float | None
+    uuid: str | None
+    #: every field of the event, values over MAX_TEXT cut (args, kwargs, result are saferepr strings)
+    fields: dict[str, Any]
+
+
+def event_type(name: str) -> str:
+    """A --state value as an event type: 'succeeded', 'SUCCESS', 'task-succeeded', 'online' -> the type."""
+    text = name.strip()
+    if text.upper() in STATE_EVENTS:
+        return STATE_EVENTS[text.upper()]
+    low = text.lower()
+    if low in TASK_EVENTS:
+        return f"task-{low}"
+    if low in WORKER_EVENTS:
+        return f"worker-{low}"
+    if low.startswith(("task-", "worker-")):
+        return low
+    known = ", ".join((*TASK_EVENTS, *WORKER_EVENTS))
+    raise UsageError(f"unknown event state {name!r}", hint=f"one of {known}, or a Celery state (SUCCESS, FAILURE)")
+
+
+def _small(value: Any) -> Any:
+    if isinstance(value, str):
+        return bounded(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return bounded(value)
+
+
+def parse_events(body: Any) -> list[CeleryEvent]:
+    """Events from one message body: a dict, or the list Celery 4+ sends in batches; junk is skipped."""
+    items = body if isinstance(body, list | tuple) else [body]
+    out: list[CeleryEvent] = []
+    for item in items[:MAX_ITEMS]:
+        if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
+            continue
+        fields = {bounded(k, 100): _small(v) for k, v in list(item.items())[:_EVENT_KEYS]}
+        out.append(
+            CeleryEvent(
+                type=bounded(item["type"], 100),
+                hostname=bounded(item.get("hostname"), 300),
+                timestamp=_as_float(item.get("timestamp")),
+                uuid=bounded(item.get("uuid"), 300) or None,
+                fields=fields,
+            )
+        )
+    return out

@@ -22,7 +22,7 @@ from taskctl.models.result import (
 )
 from taskctl.models.table import KeyAttr, TableInfo
 from taskctl.models.task import RequeuedTask, RevokedTask, RevokeReport, WorkerReply
-from taskctl.models.worker import ConsumerChange, RegisteredTask, Worker, WorkerStats, WorkerTask
+from taskctl.models.worker import ConsumerChange, RegisteredTask, Worker, WorkerEvent, WorkerStats, WorkerTask
 
 __all__ = [
     "BrokerQueue",
@@ -53,6 +53,7 @@ __all__ = [
     "TransferSummary",
     "TreeRow",
     "Worker",
+    "WorkerEvent",
     "WorkerReply",
     "WorkerStats",
     "WorkerTask",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from taskctl.models.base import Model
 
@@ -132,3 +132,22 @@ class ConsumerChange(Model):
     ok: bool
     message: str
     dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerEvent(Model):
+    """`events`: one Celery event (task-received ... worker-offline), with the task name remembered by id."""
+
+    columns: ClassVar[tuple[str, ...]] = ("time", "type", "worker", "task_id", "name", "info")
+
+    #: ISO-8601 UTC of the event's timestamp
+    time: str | None
+    type: str
+    worker: str
+    task_id: str | None
+    #: from this event, or from the task-received event seen earlier for the same id
+    name: str | None
+    #: one line: args on received, runtime and result on succeeded, exception on failed, ...
+    info: str
+    #: every field the worker sent (bounded)
+    event: dict[str, Any] = field(default_factory=dict)
