@@ -403,3 +403,12 @@ def test_enable_events_then_follow_a_task(run, two_workers: Workers) -> None:  #
     assert done["event"]["result"] == "3" and "result=3" in done["info"] and done["time"].endswith("Z")
     got = next((r for r in rows if r["type"] == "task-received"), None)
     assert got is None or got["event"]["args"] == "(1, 2)" or got["event"]["args"] == "[1, 2]"
+
+
+def test_redis_events_heartbeat(run, redis_worker: Workers) -> None:  # type: ignore[no-untyped-def]
+    """Redis: Celery publishes events to a fanout exchange there; a heartbeat arrives within its 2 s interval."""
+    w = redis_worker
+    r = run(*w.cli, "events", "--state", "heartbeat", "--limit", "1", "--timeout", "15", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert [(x["type"], x["worker"]) for x in r.json] == [("worker-heartbeat", w.solo)]
+    assert r.json[0]["event"]["active"] == 0
