@@ -168,6 +168,33 @@ def tasks(
     _warn_missing(ins, replies)
 
 
+def held(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT, workers: Sequence[str] = ()) -> list[WorkerTask]:
+    """Every task the workers hold (active, reserved, scheduled), asked in three concurrent rounds."""
+    ins = Inspector(settings, timeout=timeout, workers=workers)
+    rounds = ins.calls(list(TASK_KINDS))
+    out: list[WorkerTask] = []
+    for kind, replies in zip(TASK_KINDS, rounds, strict=True):
+        for name in sorted(replies):
+            for t in fmt.parse_tasks(replies[name]):
+                out.append(
+                    WorkerTask(
+                        worker=name,
+                        kind=kind,
+                        task_id=t.task_id,
+                        name=t.name,
+                        args=t.args,
+                        kwargs=t.kwargs,
+                        started=None,
+                        eta=t.eta,
+                        runtime=None,
+                        routing_key=t.routing_key,
+                        exchange=t.exchange,
+                    )
+                )
+    _warn_missing(ins, {k: v for r in rounds for k, v in r.items()})
+    return out
+
+
 def _warn_missing(ins: Inspector, replies: Mapping[str, Any]) -> None:
     missing = [n for n in ins.expected or () if n not in replies]
     if missing:

@@ -412,3 +412,46 @@ def test_redis_events_heartbeat(run, redis_worker: Workers) -> None:  # type: ig
     assert r.exit_code == 0, r.stderr
     assert [(x["type"], x["worker"]) for x in r.json] == [("worker-heartbeat", w.solo)]
     assert r.json[0]["event"]["active"] == 0
+
+
+def test_revoke_by_selector_lists_where_each_task_was_found(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    _wait_idle(run, w, w.prefork)
+    running = w.send("wk.sleep", [5], w.queue_prefork)
+    later = w.send("wk.add", [7, 8], w.queue_solo, countdown=120)
+    deadline = time.monotonic() + 20
+    matches: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = run(*w.cli, "task", "revoke", "--task", "wk.*", "--reply-timeout", "2", "--dry-run", "-o", "json")
+        assert r.exit_code == 0, r.stderr
+        matches = {m["task_id"]: m for m in r.json}
+        if running in matches and later in matches:
+            break
+        time.sleep(0.3)
+    assert matches[running]["found"] == [f"active on {w.prefork}"] and matches[running]["name"] == "wk.sleep"
+    assert matches[later]["found"] == [f"scheduled on {w.solo}"]
+
+    r = run(*w.cli, "task", "revoke", "--queue", w.queue_solo, "--reply-timeout", "2", "--dry-run", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert [m["task_id"] for m in r.json] == [later]
+
+    r = run(*w.cli, "task", "revoke", "--queue", w.queue_solo, "--task", "wk.add", "--no-mark", "--yes", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json["revoked"] == [later]
+    assert w.solo in {x["worker"] for x in r.json["replies"]}
+    r = run(*w.cli, "task", "revoked", "-o", "json")
+    assert later in {x["task_id"] for x in r.json}
+
+    r = run(*w.cli, "task", "revoke", "--task", "no.such.*", "--yes", "-o", "json")
+    assert r.exit_code == 3 and "no task matched" in r.stderr
+    r = run(*w.cli, "task", "revoke", running, "--task", "wk.*", "--yes")
+    assert r.exit_code == 2
+
+
+def test_revoke_root_selector_uses_the_result_tree(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    """A root with no stored result yet (PENDING) is its own tree: found in the result backend, not on workers."""
+    w = two_workers
+    root = str(uuid.uuid4())
+    r = run(*w.cli, "--backend", REDIS_URL, "task", "revoke", "--root", root, "--dry-run", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json == [{"task_id": root, "name": None, "found": [f"result tree of {root}"]}]

@@ -22,7 +22,15 @@ from taskctl.models.result import (
 )
 from taskctl.models.table import KeyAttr, TableInfo
 from taskctl.models.task import RequeuedTask, RevokedTask, RevokeReport, WorkerReply
-from taskctl.models.worker import ConsumerChange, RegisteredTask, Worker, WorkerEvent, WorkerStats, WorkerTask
+from taskctl.models.worker import (
+    ConsumerChange,
+    RegisteredTask,
+    RevokeMatch,
+    Worker,
+    WorkerEvent,
+    WorkerStats,
+    WorkerTask,
+)
 
 __all__ = [
     "BrokerQueue",
@@ -44,6 +52,7 @@ __all__ = [
     "RequeuedTask",
     "ResultNode",
     "ResultTree",
+    "RevokeMatch",
     "RevokeReport",
     "RevokedTask",
     "RpcResult",

@@ -151,3 +151,15 @@ class WorkerEvent(Model):
     info: str
     #: every field the worker sent (bounded)
     event: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RevokeMatch(Model):
+    """`task revoke --task|--root|--queue --dry-run`: one task a selector matched, and where it was found."""
+
+    columns: ClassVar[tuple[str, ...]] = ("task_id", "name", "found")
+
+    task_id: str
+    name: str | None
+    #: e.g. "active on celery@web1", "reserved on celery@web2", "result tree of <root>"
+    found: tuple[str, ...]
