@@ -1,4 +1,4 @@
-"""`events`: Celery's event stream as rows, filtered by task name and state.
+"""`events` and `top --once`: Celery's event stream as rows, and one snapshot of workers, queues and tasks.
 
 Workers send ``worker-*`` events (online, heartbeat every 2 s, offline) unless started with
 ``--without-heartbeat``, and ``task-*`` events only when started with ``-E`` or after ``enable_events``
@@ -16,10 +16,10 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from taskctl import backends, events
-from taskctl.errors import UsageError
+from taskctl import backends, events, workers
+from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
 from taskctl.formats import control as fmt
-from taskctl.models.worker import WorkerEvent
+from taskctl.models.worker import TopRow, WorkerEvent
 
 if TYPE_CHECKING:
     from taskctl.config import Settings
@@ -116,3 +116,109 @@ def stream(
                 return
     finally:
         source.close()  # ends the consumer: its queue is deleted with the connection
+
+
+def _fmt(values: dict[str, Any]) -> str:
+    parts = []
+    for k, v in values.items():
+        if v is None or k in ("state", "task_id", "exception", "worker"):
+            continue
+        parts.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+    lead = " ".join(str(values[k]) for k in ("state", "worker", "task_id", "exception") if values.get(k))
+    return fmt.bounded(" ".join([lead, *parts]).strip(), 300)
+
+
+def _rate(stats: dict[str, Any], key: str) -> float | None:
+    details = stats.get(key)
+    rate = details.get("rate") if isinstance(details, dict) else None
+    return float(rate) if isinstance(rate, int | float) else None
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+
+
+def snapshot(settings: Settings, *, window: float = 2.0, timeout: float = 1.0) -> list[TopRow]:
+    """One `top` snapshot: workers (remote control), queues (RabbitMQ management API), task rates and
+    failures (events received during ``window`` seconds)."""
+    if window <= 0:
+        raise UsageError("--window must be more than 0")
+    ins = workers.Inspector(settings, timeout=timeout)
+    stats, active = ins.calls(["stats", "active"])
+    rows: list[TopRow] = []
+    queue_rows: list[TopRow] = []
+    if ins.control.has_management:
+        try:
+            for q in backends.open_management(settings).queues():
+                name = str(q.get("name", ""))
+                if name.endswith(".pidbox") or name.startswith(("celeryev.", "taskctl.events.")):
+                    continue  # remote-control and event queues, not task queues
+                ms = q.get("message_stats")
+                stats_of: dict[str, Any] = ms if isinstance(ms, dict) else {}
+                qv: dict[str, Any] = {
+                    "ready": q.get("messages_ready"),
+                    "unacked": q.get("messages_unacknowledged"),
+                    "consumers": q.get("consumers"),
+                    "rate_in": _rate(stats_of, "publish_details"),
+                    "rate_out": _rate(stats_of, "deliver_get_details"),
+                }
+                queue_rows.append(TopRow("queue", fmt.bounded(name, 300), _fmt(qv), qv))
+        except (UnavailableError, OperationError, NotFoundError) as exc:
+            events.warn(f"queues left out: {exc}")
+    per_task: dict[str, dict[str, int]] = {}
+    runtimes: dict[str, list[float]] = {}
+    loads: dict[str, float] = {}
+    failures: list[TopRow] = []
+    names: dict[str, str] = {}
+    deadline = time.monotonic() + window
+    source = ins.control.events(tick=0.2)
+    try:
+        for ev in source:
+            if ev is not None:
+                f = ev.fields
+                if ev.type == "worker-heartbeat" and isinstance(f.get("loadavg"), list) and f["loadavg"]:
+                    load = f["loadavg"][0]
+                    if isinstance(load, int | float):
+                        loads[ev.hostname] = float(load)
+                given = f.get("name") if isinstance(f.get("name"), str) else None
+                if ev.uuid and given:
+                    names[ev.uuid] = given
+                name = given or (names.get(ev.uuid) if ev.uuid else None) or "?"
+                kind = ev.type.removeprefix("task-")
+                if kind in ("received", "succeeded", "failed", "retried"):
+                    counts = per_task.setdefault(name, {"received": 0, "succeeded": 0, "failed": 0, "retried": 0})
+                    counts[kind] += 1
+                if ev.type == "task-succeeded" and isinstance(f.get("runtime"), int | float):
+                    runtimes.setdefault(name, []).append(float(f["runtime"]))
+                if ev.type == "task-failed":
+                    fv = {"task_id": ev.uuid, "worker": ev.hostname, "exception": f.get("exception")}
+                    failures.append(TopRow("failure", name, _fmt(fv), fv))
+            if time.monotonic() >= deadline:
+                break
+    finally:
+        source.close()
+    for wname in ins.names(stats, active):
+        s = fmt.parse_stats(stats.get(wname))
+        up = wname in stats or wname in active
+        wv: dict[str, Any] = {
+            "state": "up" if up else "no reply",
+            "active": len(fmt.parse_tasks(active.get(wname))) if wname in active else None,
+            "processed": s.processed,
+            "load": loads.get(wname),
+        }
+        rows.append(TopRow("worker", wname, _fmt(wv), wv))
+    rows.extend(queue_rows)
+    scale = 60.0 / window
+    for tname in sorted(per_task):
+        c = per_task[tname]
+        v: dict[str, Any] = {k: round(n * scale, 2) for k, n in c.items()}
+        v["runtime_p50"] = _quantile(runtimes.get(tname, []), 0.5)
+        v["runtime_p95"] = _quantile(runtimes.get(tname, []), 0.95)
+        rows.append(TopRow("task", tname, _fmt(v), v))
+    if not per_task:
+        events.warn(EVENTS_HINT)
+    rows.extend(failures)
+    return rows

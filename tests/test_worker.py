@@ -51,6 +51,11 @@ def sleep(seconds, tag=None):
 @app.task(name="wk.add")
 def add(x, y):
     return x + y
+
+
+@app.task(name="wk.fail")
+def fail(why):
+    raise ValueError(why)
 """
 
 
@@ -455,3 +460,38 @@ def test_revoke_root_selector_uses_the_result_tree(run, two_workers: Workers) ->
     r = run(*w.cli, "--backend", REDIS_URL, "task", "revoke", "--root", root, "--dry-run", "-o", "json")
     assert r.exit_code == 0, r.stderr
     assert r.json == [{"task_id": root, "name": None, "found": [f"result tree of {root}"]}]
+
+
+def test_top_once_snapshot(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    w = two_workers
+    r = run(*w.cli, "worker", "events", "--enable", "-w", w.prefork, "-w", w.solo)
+    assert r.exit_code == 0, r.stderr
+    argv = [sys.executable, "-m", "taskctl", *w.cli, "top", "--once", "--window", "6", "-o", "json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)
+        while proc.poll() is None:
+            w.send("wk.add", [2, 2], w.queue_solo)
+            w.send("wk.fail", ["boom-top"], w.queue_prefork)
+            time.sleep(0.4)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        run(*w.cli, "worker", "events", "--disable", "-w", w.prefork, "-w", w.solo)
+    assert proc.returncode == 0, err
+    rows = json.loads(out)
+    by = {(x["kind"], x["name"]): x for x in rows}
+    for name in (w.prefork, w.solo):
+        assert by[("worker", name)]["values"]["state"] == "up"
+        assert by[("worker", name)]["values"]["processed"] >= 0
+    # the management API's counters of a queue a few seconds old lag (stats rounds every 5 s): shape only
+    assert set(by[("queue", w.queue_solo)]["values"]) == {"ready", "unacked", "consumers", "rate_in", "rate_out"}
+    add = by[("task", "wk.add")]["values"]
+    assert add["succeeded"] > 0 and add["runtime_p50"] is not None and add["runtime_p95"] >= add["runtime_p50"]
+    assert by[("task", "wk.fail")]["values"]["failed"] > 0
+    fails = [x for x in rows if x["kind"] == "failure"]
+    assert fails and all(x["name"] == "wk.fail" and "boom-top" in x["values"]["exception"] for x in fails)
+
+    r = run(*w.cli, "top")
+    assert r.exit_code == 2 and "--once" in r.stderr

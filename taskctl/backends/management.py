@@ -29,7 +29,8 @@ TIMEOUT = 10.0
 PAGE_SIZE = 500
 COLUMNS = (
     "name,vhost,messages,messages_ready,messages_unacknowledged,consumers,idle_since,arguments,"
-    "auto_delete,durable,exclusive,type,state,policy,effective_policy_definition"
+    "auto_delete,durable,exclusive,type,state,policy,effective_policy_definition,"
+    "message_stats.publish_details.rate,message_stats.deliver_get_details.rate"
 )
 
 

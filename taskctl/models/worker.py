@@ -163,3 +163,20 @@ class RevokeMatch(Model):
     name: str | None
     #: e.g. "active on celery@web1", "reserved on celery@web2", "result tree of <root>"
     found: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TopRow(Model):
+    """`top --once`: one worker, queue, task name or failure of the snapshot; ``values`` holds its numbers."""
+
+    columns: ClassVar[tuple[str, ...]] = ("kind", "name", "summary")
+
+    #: worker, queue, task or failure
+    kind: str
+    name: str
+    #: the values as one line, e.g. "up active=2 processed=130 load=0.42"
+    summary: str
+    #: worker: state, active, processed, load; queue: ready, unacked, consumers, rate_in, rate_out (msg/s);
+    #: task: received, succeeded, failed, retried (per minute over the window), runtime_p50, runtime_p95 (s);
+    #: failure: task_id, worker, exception
+    values: dict[str, Any] = field(default_factory=dict)
