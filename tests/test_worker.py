@@ -495,3 +495,14 @@ def test_top_once_snapshot(run, two_workers: Workers) -> None:  # type: ignore[n
 
     r = run(*w.cli, "top")
     assert r.exit_code == 2 and "--once" in r.stderr
+
+
+def test_list_without_the_management_api_waits_the_timeout(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]
+    """No way to know the bound workers: the round ends after --timeout without a reply, as Celery's does."""
+    w = two_workers
+    start = time.monotonic()
+    r = run(*w.cli, "--management-url", "http://127.0.0.1:9", "worker", "list", "--timeout", "1.5", "-o", "json")
+    elapsed = time.monotonic() - start
+    assert r.exit_code == 0, r.stderr
+    assert {x["worker"] for x in r.json} == {w.prefork, w.solo}
+    assert elapsed >= 1.5
