@@ -4,6 +4,9 @@ Three workers (prefork -c 2, prefork -c 2, solo) on a control exchange of their 
 broker do not answer. Both commands run as subprocesses with the default 1 s timeout, start-up included:
 Celery waits its whole timeout; taskctl ends when every worker bound to the control exchange has answered.
 
+In-process as well (interpreter start-up excluded): taskctl's list_workers (ping, stats, active_queues and
+report rounds) against ``app.control.inspect(timeout=1).ping()``.
+
 Usage: python bench/worker_bench.py [--broker URL] [--runs N] [--json]
 """
 
@@ -76,6 +79,23 @@ def main() -> None:
                 elapsed, out = _timed(celery, root, env)
                 assert out.count("pong") == 3, out
                 t_ping.append(elapsed)
+            # in-process, start-up excluded: the rounds themselves
+            sys.path[:0] = [str(root), str(ROOT)]
+            os.environ.update(WB_BROKER=args.broker, WB_CONTROL=f"wb{tag}")
+            from wb_app import app  # type: ignore[import-not-found]
+
+            from taskctl import workers
+            from taskctl.config import resolve
+
+            settings = resolve({"broker": args.broker}, config=str(root / "taskctl.toml"))
+            i_list, i_ping = [], []
+            for _ in range(args.runs):
+                t0 = time.monotonic()
+                assert len(workers.list_workers(settings, timeout=1.0)) == 3
+                i_list.append(time.monotonic() - t0)
+                t0 = time.monotonic()
+                assert len(app.control.inspect(timeout=1.0).ping() or {}) == 3
+                i_ping.append(time.monotonic() - t0)
             result = {
                 "broker": args.broker.split("://")[0],
                 "workers": 3,
@@ -83,6 +103,9 @@ def main() -> None:
                 "taskctl_worker_list_s": round(statistics.median(t_list), 3),
                 "celery_inspect_ping_s": round(statistics.median(t_ping), 3),
                 "speedup": round(statistics.median(t_ping) / statistics.median(t_list), 2),
+                "in_process_worker_list_s": round(statistics.median(i_list), 3),
+                "in_process_inspect_ping_s": round(statistics.median(i_ping), 3),
+                "in_process_speedup": round(statistics.median(i_ping) / statistics.median(i_list), 2),
             }
         finally:
             for p in procs:
