@@ -338,6 +338,9 @@ COMMAND_GROUPS: dict[str, str] = {
     "task": "Revoke tasks on live workers, list revoked ids, requeue dead-lettered or failed tasks.",
     "local": "Start, inspect and stop an embedded local stack: DynamoDB server, filesystem:// broker, Celery worker.",
     "doctor": "Check the configuration, the result backend and its table, and the broker; exit 1 if a check fails.",
+    "worker": "List workers, what they run and hold; change the queues they consume.",
+    "events": "Follow Celery's event stream: tasks received, started, succeeded, failed; workers up and down.",
+    "top": "One snapshot of workers, queues, task rates and failures (top --once).",
 }
 
 

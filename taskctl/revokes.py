@@ -9,14 +9,15 @@ through :class:`taskctl.results.Reader`, as `result show` reads it.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from taskctl import backends, events, results
+from taskctl import backends, events, results, workers
 from taskctl.errors import UsageError
 from taskctl.formats import control as ctlfmt
 from taskctl.formats import result as resfmt
-from taskctl.models import Listing, RevokedTask, RevokeReport, WorkerReply
+from taskctl.models import Listing, RevokedTask, RevokeMatch, RevokeReport, WorkerReply
 from taskctl.urls import mask
 
 if TYPE_CHECKING:
@@ -143,3 +144,44 @@ def revoked(settings: Settings, *, reply_timeout: float = 1.0) -> Listing:
                 workers.append(r.worker)
     items = [RevokedTask(task_id=t, workers=tuple(sorted(w))) for t, w in holders.items()]
     return Listing(model=RevokedTask, items=items, summary=f"{len(items)} ids held by {len(replies)} workers")
+
+
+def select(
+    settings: Settings,
+    *,
+    task_glob: str | None = None,
+    root: str | None = None,
+    queue: str | None = None,
+    timeout: float = 1.0,
+) -> list[RevokeMatch]:
+    """Tasks matching every selector given, with where each was found.
+
+    ``--task`` and ``--queue`` look at what online workers hold (active, reserved, scheduled; the queue is
+    the routing key or exchange the message was delivered with, the queue name under Celery's default
+    routing). ``--root`` takes the root and every unfinished task of its result tree from the result backend
+    (workers do not report a task's root id); with ``--task``/``--queue`` too, only the held tasks among them.
+    """
+    if not (task_glob or root or queue):
+        raise UsageError("give task ids, or a selector: --task GLOB, --root ID, --queue Q")
+    found: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    tree: set[str] | None = None
+    if root:
+        root_id = ctlfmt.normalize_task_id(root, any_id=True)
+        tree = set(results.revoke_targets(settings, [root_id]))
+        for tid in sorted(tree):
+            found.setdefault(tid, []).append(f"result tree of {root_id}")
+    if task_glob or queue:
+        held: dict[str, list[str]] = {}
+        for t in workers.held(settings, timeout=timeout):
+            if task_glob and not fnmatch.fnmatchcase(t.name, task_glob):
+                continue
+            if queue and queue not in (t.routing_key, t.exchange):
+                continue
+            if tree is not None and t.task_id not in tree:
+                continue
+            held.setdefault(t.task_id, []).append(f"{t.kind} on {t.worker}")
+            names[t.task_id] = t.name
+        # every selector must match: with --root, its tree narrowed to what workers hold
+        found = held if tree is None else {tid: found[tid] + where for tid, where in held.items()}
+    return [RevokeMatch(task_id=tid, name=names.get(tid), found=tuple(where)) for tid, where in found.items()]

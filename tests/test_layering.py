@@ -45,6 +45,8 @@ LAYERS: dict[str, int] = {
     "taskctl.revokes": 2,
     "taskctl.rpc": 2,
     "taskctl.transfer": 2,
+    "taskctl.workers": 2,
+    "taskctl.monitor": 2,
     "taskctl.doctor": 2,
     "taskctl.local": 2,
     "taskctl.localserver": 2,

@@ -89,6 +89,7 @@ def open_control(settings: Settings, url: str | None = None) -> RemoteControl:
         url or settings.broker,
         transport_options=settings.transport_options,
         namespace=str(settings.extra.get("control_exchange") or "") or None,
+        event_exchange=str(settings.extra.get("event_exchange") or "") or None,
     )
 
 

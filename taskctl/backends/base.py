@@ -6,7 +6,7 @@ Capabilities are class attributes documented with ``#:``. Every SDK exception is
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from taskctl.formats.control import Reply
+    from taskctl.formats.control import CeleryEvent, Reply
     from taskctl.formats.message import RawMessage
     from taskctl.models import BrokerQueue
 
@@ -160,11 +160,36 @@ class RemoteControl(Protocol):
 
     #: the transport has a fanout exchange, so a request reaches every online worker
     supports_broadcast: ClassVar[bool]
+    #: bound_workers() lists the workers bound to the pidbox exchange (Redis, filesystem)
+    lists_bound_workers: bool
+    #: RabbitMQ: the management API lists the pidbox exchange's bindings instead
+    has_management: bool
+    namespace: str
 
     @classmethod
-    def from_url(  # namespace: Celery's control_exchange
-        cls, url: str, *, transport_options: Mapping[str, Any] | None = None, namespace: str | None = None
+    def from_url(  # namespace: Celery's control_exchange; event_exchange: its event_exchange
+        cls,
+        url: str,
+        *,
+        transport_options: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        event_exchange: str | None = None,
     ) -> RemoteControl: ...
+    def broadcast(  # stops after limit replies (default: one per destination), else timeout s without one
+        self,
+        command: str,
+        arguments: Mapping[str, Any],
+        *,
+        reply: bool,
+        timeout: float,
+        destination: Sequence[str] | None = None,
+        action: str = "broadcast to workers",
+        limit: int | None = None,
+    ) -> list[Reply]: ...
+    def bound_workers(self) -> list[str]: ...  # worker names bound to <namespace>.pidbox (lists_bound_workers)
+    def events(  # Celery's event stream (exchange celeryev, bound with '#'); None after tick s without an event
+        self, *, tick: float = 0.5
+    ) -> Generator[CeleryEvent | None, None, None]: ...
     def revoke(  # replies collected for timeout s (0: send only)
         self, task_ids: Sequence[str], *, terminate: bool, signal: str | None, timeout: float
     ) -> list[Reply]: ...
@@ -266,3 +291,4 @@ class Management(Protocol):
     def queue(self, name: str, vhost: str | None = None) -> BrokerQueue: ...  # NotFoundError when missing
     def server_version(self) -> str | None: ...  # RabbitMQ's version ("3.10.8"), None if not told
     def reachable(self) -> bool: ...
+    def bound_queues(self, exchange: str, vhost: str | None = None) -> list[str]: ...  # queues bound to EXCHANGE

@@ -14,53 +14,23 @@ Errors raised: UnavailableError (cannot connect, refused, bad credentials; the U
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from taskctl.errors import OperationError, TaskctlError, UnavailableError
+from taskctl.backends.kombu_errors import translate
+from taskctl.errors import TaskctlError
 from taskctl.formats import control as fmt
-from taskctl.urls import mask, mask_text
 
+#: transports whose ``Channel.get_table(exchange)`` reads bindings every client shares (not process memory)
+_BINDING_TABLES = frozenset({"redis", "rediss", "filesystem"})
 #: seconds; Celery's control_queue_ttl / control_queue_expires defaults
 REPLY_QUEUE_TTL = 300.0
 REPLY_QUEUE_EXPIRES = 10.0
-
-
-def _describe(exc: BaseException, url: str) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, ConnectionRefusedError) or "refused" in text.lower():
-        text = "connection refused"
-    return mask_text(text, url)
-
-
-def translate(exc: BaseException, url: str, action: str) -> TaskctlError:
-    """A kombu/py-amqp/redis exception as the TaskctlError a user sees (URL masked)."""
-    if isinstance(exc, TaskctlError):
-        return exc
-    name = type(exc).__name__
-    text = _describe(exc, url)
-    where = mask(url)
-    if name in ("AccessRefused", "AuthenticationError", "AuthenticationWrongNumberOfArgsError") or (
-        "ACCESS_REFUSED" in text or "NOAUTH" in text or "WRONGPASS" in text
-    ):
-        return UnavailableError(
-            f"cannot {action}: the broker {where} refused the credentials",
-            hint="check the user and password in the broker URL",
-        )
-    if isinstance(exc, OSError | TimeoutError) or name in (
-        "OperationalError",
-        "ConnectionError",
-        "RecoverableConnectionError",
-        "ConnectionForced",
-        "TimeoutError",
-        "BusyLoadingError",
-    ):
-        return UnavailableError(
-            f"cannot {action}: broker {where} unreachable: {text}",
-            hint="check --broker (or TASKCTL_BROKER_URL / CELERY_BROKER_URL) and that the broker is running",
-        )
-    return OperationError(f"cannot {action} on broker {where}: {name}: {text}")
+#: seconds; Celery's event_queue_ttl / event_queue_expires defaults
+EVENT_QUEUE_TTL = 5.0
+EVENT_QUEUE_EXPIRES = 60.0
 
 
 def _kombu() -> tuple[Any, Any]:
@@ -71,11 +41,23 @@ def _kombu() -> tuple[Any, Any]:
     return Connection, Mailbox
 
 
+def _kombu_entities() -> tuple[Any, Any, Any]:
+    """kombu's Exchange, Queue and Consumer, imported on first use."""
+    from kombu.entity import Exchange, Queue
+    from kombu.messaging import Consumer
+
+    return Exchange, Queue, Consumer
+
+
 class KombuControl:
     """Remote control of Celery workers through the broker (kombu pidbox, as ``app.control`` does)."""
 
     #: requests reach workers through a fanout exchange; False where the transport has none
     supports_broadcast = True
+    #: bound_workers() reads the pidbox bindings the transport keeps (Redis set, filesystem control folder)
+    lists_bound_workers: bool
+    #: the broker is RabbitMQ: its management API lists the pidbox bindings instead
+    has_management: bool
 
     def __init__(
         self,
@@ -84,11 +66,16 @@ class KombuControl:
         transport_options: Mapping[str, Any] | None = None,
         namespace: str = fmt.DEFAULT_NAMESPACE,
         connect_timeout: float = 5.0,
+        event_exchange: str = fmt.EVENT_EXCHANGE,
     ) -> None:
         self.url = url
         self.transport_options = dict(transport_options or {})
         self.namespace = namespace
         self.connect_timeout = connect_timeout
+        self.event_exchange = event_exchange
+        scheme = url.split("://", 1)[0].lower()
+        self.lists_bound_workers = scheme in _BINDING_TABLES
+        self.has_management = scheme in ("amqp", "pyamqp", "amqps")
 
     @classmethod
     def from_url(
@@ -98,13 +85,16 @@ class KombuControl:
         transport_options: Mapping[str, Any] | None = None,
         namespace: str | None = None,
         connect_timeout: float = 5.0,
+        event_exchange: str | None = None,
     ) -> KombuControl:
-        """``namespace`` is Celery's ``control_exchange`` (default ``celery``)."""
+        """``namespace`` is Celery's ``control_exchange`` (default ``celery``), ``event_exchange`` its
+        ``event_exchange`` (default ``celeryev``)."""
         return cls(
             url,
             transport_options=transport_options,
             namespace=namespace or fmt.DEFAULT_NAMESPACE,
             connect_timeout=connect_timeout,
+            event_exchange=event_exchange or fmt.EVENT_EXCHANGE,
         )
 
     @contextmanager
@@ -135,7 +125,7 @@ class KombuControl:
             except TaskctlError:
                 raise
             except Exception as exc:
-                raise translate(exc, self.url, action) from None
+                raise translate(exc, f"cannot {action}", self.url) from None
         finally:
             try:
                 conn.release()
@@ -151,8 +141,13 @@ class KombuControl:
         timeout: float,
         destination: Sequence[str] | None = None,
         action: str = "broadcast to workers",
+        limit: int | None = None,
     ) -> list[fmt.Reply]:
-        """Send ``command`` to every worker (or ``destination``); with ``reply``, the parsed replies."""
+        """Send ``command`` to every worker (or ``destination``); with ``reply``, the parsed replies.
+
+        Collection stops after ``limit`` replies (default: one per destination), else when ``timeout`` seconds
+        pass without a reply: with the expected worker count, a round ends as soon as all have answered.
+        """
         kwargs = dict(arguments)
         nodes = list(destination) if destination else None
         with self._mailbox(action) as mailbox:
@@ -164,9 +159,10 @@ class KombuControl:
                     mailbox.abcast(command, kwargs)
                 return []
             if nodes:
+                # Mailbox._broadcast stops after len(destination) replies
                 bodies = mailbox.call(nodes, command, kwargs, timeout=timeout)
             else:
-                bodies = mailbox.multi_call(command, kwargs, timeout=timeout)
+                bodies = mailbox.multi_call(command, kwargs, timeout=timeout, limit=limit or None)
         return [r for body in bodies or () for r in fmt.parse_replies(body)]
 
     def revoke(
@@ -198,3 +194,54 @@ class KombuControl:
             destination=destination,
             action="ask workers for revoked ids",
         )
+
+    def bound_workers(self) -> list[str]:
+        """Workers whose pidbox queue is bound to the control exchange, as the transport stores the bindings.
+
+        Only where ``lists_bound_workers``: Redis keeps them in the set ``_kombu.binding.<namespace>.pidbox``,
+        filesystem:// in its control folder; kombu's ``Channel.get_table`` reads either.
+        """
+        if not self.lists_bound_workers:
+            return []
+        exchange = fmt.pidbox_exchange(self.namespace)
+        with self._mailbox("list bound workers") as mailbox:
+            table = mailbox.connection.default_channel.get_table(exchange)
+        names = (fmt.worker_of_pidbox_queue(str(row[-1]), self.namespace) for row in table or ())
+        return sorted({n for n in names if n})
+
+    def events(self, *, tick: float = 0.5) -> Generator[fmt.CeleryEvent | None, None, None]:
+        """Celery's event stream, as ``celery events`` receives it; None after each ``tick`` s without one.
+
+        A queue of our own (``taskctl.events.<uuid>``: auto-delete, exclusive, message TTL 5 s, expires 60 s, as
+        Celery's EventReceiver declares it) bound to the ``celeryev`` exchange (Celery's event_exchange) with ``#``. Celery publishes
+        events to a topic exchange, except on Redis where it uses fanout (celery.events.event.get_exchange).
+        """
+        Exchange, Queue, Consumer = _kombu_entities()
+        pending: list[fmt.CeleryEvent] = []
+
+        def on_message(body: Any, message: Any) -> None:
+            pending.extend(fmt.parse_events(body))
+
+        with self._mailbox("receive events") as mailbox:
+            conn = mailbox.connection
+            exchange_type = "fanout" if conn.transport.driver_type == "redis" else "topic"
+            exchange = Exchange(self.event_exchange, type=exchange_type, durable=True, auto_delete=False)
+            queue = Queue(
+                f"taskctl.events.{uuid.uuid4()}",
+                exchange=exchange,
+                routing_key="#",
+                auto_delete=True,
+                durable=False,
+                exclusive=True,
+                message_ttl=EVENT_QUEUE_TTL,
+                expires=EVENT_QUEUE_EXPIRES,
+            )
+            with Consumer(conn.default_channel, queues=[queue], callbacks=[on_message], accept=["json"], no_ack=True):
+                while True:
+                    try:
+                        conn.drain_events(timeout=tick)
+                    except TimeoutError:
+                        if not pending:
+                            yield None
+                    while pending:
+                        yield pending.pop(0)

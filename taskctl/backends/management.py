@@ -29,7 +29,8 @@ TIMEOUT = 10.0
 PAGE_SIZE = 500
 COLUMNS = (
     "name,vhost,messages,messages_ready,messages_unacknowledged,consumers,idle_since,arguments,"
-    "auto_delete,durable,exclusive,type,state,policy,effective_policy_definition"
+    "auto_delete,durable,exclusive,type,state,policy,effective_policy_definition,"
+    "message_stats.publish_details.rate,message_stats.deliver_get_details.rate"
 )
 
 
@@ -129,6 +130,18 @@ class ManagementAPI:
                 return
             page += 1
 
+    def bound_queues(self, exchange: str, vhost: str | None = None) -> list[str]:
+        """Names of the queues bound to EXCHANGE (``/api/exchanges/{vhost}/{exchange}/bindings/source``)."""
+        v = urllib.parse.quote(vhost or self.vhost, safe="")
+        data = self._get(f"/api/exchanges/{v}/{urllib.parse.quote(exchange, safe='')}/bindings/source")
+        if not isinstance(data, list):
+            raise OperationError(f"management API {self.shown}: unexpected reply for exchange {exchange!r}")
+        return [
+            str(b["destination"])
+            for b in data
+            if isinstance(b, dict) and b.get("destination_type") == "queue" and b.get("destination")
+        ]
+
     def queue(self, name: str, vhost: str | None = None) -> BrokerQueue:
         v = urllib.parse.quote(vhost or self.vhost, safe="")
         data = self._get(f"/api/queues/{v}/{urllib.parse.quote(name, safe='')}")
@@ -173,4 +186,14 @@ def broker_queue(q: dict[str, Any], now: dt.datetime | None = None) -> BrokerQue
         expires=float(expires) / 1000.0 if isinstance(expires, int | float) else None,
         arguments=dict(args),
         delivery_limit=_int_or_none(limit),
+        rate_in=_rate(q, "publish_details"),
+        rate_out=_rate(q, "deliver_get_details"),
     )
+
+
+def _rate(q: dict[str, Any], key: str) -> float | None:
+    """Messages per second from ``message_stats.<key>.rate`` (absent until the queue has traffic)."""
+    stats = q.get("message_stats")
+    details = stats.get(key) if isinstance(stats, dict) else None
+    rate = details.get("rate") if isinstance(details, dict) else None
+    return float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else None

@@ -17,11 +17,13 @@ from taskctl.commands.common import (
     lazy_module,
     read_ids,
 )
-from taskctl.models import Listing, Outcome, RevokeReport
+from taskctl.errors import NotFoundError, UsageError
+from taskctl.models import Listing, Outcome, RevokeMatch, RevokeReport
 
 if TYPE_CHECKING:
-    from taskctl import tasks
+    from taskctl import revokes, tasks
 else:
+    revokes = lazy_module("taskctl.revokes")
     tasks = lazy_module("taskctl.tasks")
 
 app = typer.Typer(
@@ -37,7 +39,10 @@ RESET_EXPIRY_HELP = "Clear a past 'expires' or 'eta' header instead of skipping 
 
 @app.command()
 def revoke(
-    task_ids: list[str] = typer.Argument(..., metavar="ID...", help=IDS_HELP, show_default=False),
+    task_ids: list[str] = typer.Argument(None, metavar="[ID...]", help=IDS_HELP, show_default=False),
+    task: str = typer.Option(None, "--task", metavar="GLOB", help="Tasks held by workers whose name matches."),
+    root: str = typer.Option(None, "--root", metavar="ID", help="Every unfinished task of this workflow."),
+    queue: str = typer.Option(None, "--queue", metavar="Q", help="Tasks held by workers, delivered from Q."),
     terminate: bool = typer.Option(False, "--terminate", help="Also kill the process running the task, if any."),
     signal: str = typer.Option("SIGTERM", "--signal", metavar="SIG", help="Signal for --terminate (TERM, KILL, 9)."),
     tree: bool = typer.Option(False, "--tree", help="Revoke every unfinished task in each id's result tree."),
@@ -46,7 +51,7 @@ def revoke(
     any_id: bool = typer.Option(False, "--any-id", help=ANY_ID_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
-) -> RevokeReport:
+) -> RevokeReport | Listing:
     """Revoke tasks on every online worker and mark them REVOKED.
 
     The revoke is Celery's own remote-control broadcast: workers online now drop the tasks when they
@@ -61,9 +66,20 @@ def revoke(
       taskctl task revoke ID --terminate --signal KILL --yes -o json
       taskctl task revoke ROOT_ID --tree --dry-run
       taskctl result list --state PENDING -o plain | awk 'NR>1{print $1}' | taskctl task revoke - --yes
+      taskctl task revoke --task 'app.reports.*' --queue reports --dry-run
     """
-    ids = tasks.normalize_ids(read_ids(task_ids), any_id=any_id)
     timeout = duration(reply_timeout, "--reply-timeout") or 0.0
+    if task or root or queue:
+        if task_ids:
+            raise UsageError("give task ids or selectors (--task, --root, --queue), not both")
+        matches = revokes.select(config.current(), task_glob=task, root=root, queue=queue, timeout=timeout or 1.0)
+        if dry_run:
+            return Listing(RevokeMatch, matches)
+        task_ids = [m.task_id for m in matches]
+        if not task_ids:
+            raise NotFoundError("no task matched the selectors", hint="see what workers hold: taskctl worker active")
+        any_id = True
+    ids = tasks.normalize_ids(read_ids(task_ids or []), any_id=any_id)
     confirm(f"revoke {len(ids)} task(s)", yes=yes, dry_run=dry_run)
     return tasks.revoke(
         config.current(),

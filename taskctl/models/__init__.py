@@ -22,10 +22,21 @@ from taskctl.models.result import (
 )
 from taskctl.models.table import KeyAttr, TableInfo
 from taskctl.models.task import RequeuedTask, RevokedTask, RevokeReport, WorkerReply
+from taskctl.models.worker import (
+    ConsumerChange,
+    RegisteredTask,
+    RevokeMatch,
+    TopRow,
+    Worker,
+    WorkerEvent,
+    WorkerStats,
+    WorkerTask,
+)
 
 __all__ = [
     "BrokerQueue",
     "Check",
+    "ConsumerChange",
     "DrainedLine",
     "ForgetReport",
     "GroupNode",
@@ -38,16 +49,23 @@ __all__ = [
     "PurgedQueue",
     "QueueMessage",
     "QueueStats",
+    "RegisteredTask",
     "RequeuedTask",
     "ResultNode",
     "ResultTree",
+    "RevokeMatch",
     "RevokeReport",
     "RevokedTask",
     "RpcResult",
     "StoredGroup",
     "TableInfo",
     "TaskResult",
+    "TopRow",
     "TransferSummary",
     "TreeRow",
+    "Worker",
+    "WorkerEvent",
     "WorkerReply",
+    "WorkerStats",
+    "WorkerTask",
 ]

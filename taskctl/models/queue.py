@@ -46,6 +46,9 @@ class BrokerQueue(Model):
     arguments: dict[str, Any] = field(default_factory=dict)
     #: quorum queues: x-delivery-limit, else the effective policy's delivery-limit (None: not set)
     delivery_limit: int | None = None
+    #: messages per second published to / delivered from the queue (None until it has traffic)
+    rate_in: float | None = None
+    rate_out: float | None = None
 
 
 @dataclass(frozen=True)
