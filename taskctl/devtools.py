@@ -22,9 +22,9 @@ COMPLETE_VAR = "_TASKCTL_COMPLETE"
 def help_texts() -> list[tuple[str, str]]:
     """(command line, --help text) for every command, as a user sees it at 100 columns."""
     import typer
-    from typer._click import Context
 
     from taskctl.cli import app
+    from taskctl.cli_usage import Context  # usage lines as `--help` shows them (TABLE, not {TABLE})
 
     out: list[tuple[str, str]] = []
 
