@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskctl import urls
 from taskctl.errors import UsageError
 
 DEFAULT_BROKER = "amqp://guest@localhost//"
@@ -180,11 +179,6 @@ def resolve(
         out.update(selected.get(key, {}))
         return out
 
-    for name in ("backend", "broker", "management_url", "endpoint_url"):
-        if values.get(name):  # refused before any driver can echo a misread secret
-            urls.check(
-                str(values[name]), setting=f"{name.replace('_', ' ')} URL", source=sources[name], kombu=name == "broker"
-            )
     known_keys = set(SETTINGS) | {"transport_options", "result_transport_options"}
     extra = {k: v for k, v in {**default_section, **selected}.items() if k not in known_keys}
     return Settings(

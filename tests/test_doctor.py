@@ -287,7 +287,7 @@ def test_checks_after_a_failure_are_reported_skipped_with_why(run: Any) -> None:
         ("queue:a", "skipped", after_broker),
         ("queue:b", "skipped", after_broker),
     ]
-    assert r.stderr.strip() == "doctor: 2 of 11 checks failed, 8 skipped"
+    assert json.loads(r.stderr)["error"]["message"] == "doctor: 2 of 11 checks failed, 8 skipped"
 
 
 @pytest.mark.parametrize("fmt", ["plain", "table", "csv", "tsv", "jsonl"])

@@ -311,7 +311,7 @@ def test_malformed_urls_are_exit_2(run: Any, backend: str, message: str) -> None
     ("args", "message"),
     [
         (["create", "--on-demand", "--read", "5"], "--on-demand and --read/--write exclude each other"),
-        (["create", "--read", "0"], "Invalid value for '--read'"),
+        (["create", "--read", "0"], "invalid value for '--read'"),
         (["create", "--timeout", "soon"], "bad --timeout 'soon'"),
         (["ttl", "--enable", "--attribute", " "], "--attribute must not be empty"),
     ],

@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from taskctl.errors import UsageError
-from taskctl.urls import mask, scheme_of
+from taskctl.urls import check, mask, scheme_of
 
 if TYPE_CHECKING:
     from taskctl.backends.base import Broker, Management, RemoteControl, ResultStore, TableAdmin, TableDefaults
@@ -46,9 +46,20 @@ def _lookup(table: dict[str, str], url: str, what: str) -> str:
     raise UsageError(f"{what} does not support {scheme}:// ({mask(url)})", hint=hint)
 
 
+def _checked(settings: Settings, name: str, url: str | None = None) -> str | None:
+    """URL (default: setting NAME), refused when it can be read more than one way (urls.check), before any
+    driver can echo a misread secret. Checked here, when used: a bad broker URL never stops a table command."""
+    url = url or getattr(settings, name)
+    if url:
+        source = settings.sources.get(name) if url == getattr(settings, name) else None
+        check(url, setting=f"{name.replace('_', ' ')} URL", source=source, kombu=name == "broker")
+    return url
+
+
 def result_store(settings: Settings, url: str | None = None) -> ResultStore:
     """The result store for URL (default: the configured backend)."""
-    url = url or settings.require_backend()
+    url = _checked(settings, "backend", url or settings.require_backend()) or ""
+    _checked(settings, "endpoint_url")
     cls = load(_lookup(RESULT_STORES, url, "result commands"))
     return cls.from_url(  # type: ignore[no-any-return]
         url,
@@ -64,7 +75,8 @@ def table_admin(settings: Settings, url: str | None = None) -> TableAdmin:
 
     The one place that turns settings into the adapter's keyword arguments.
     """
-    url = url or settings.backend or "dynamodb://"
+    url = _checked(settings, "backend", url) or "dynamodb://"
+    _checked(settings, "endpoint_url")
     cls = load(_lookup(TABLE_ADMINS, url, "table commands"))
     return cls.from_url(  # type: ignore[no-any-return]
         url,
@@ -86,7 +98,7 @@ def open_control(settings: Settings, url: str | None = None) -> RemoteControl:
     """Remote control of Celery workers over the broker (the pidbox exchange)."""
     cls = load(CONTROL)
     return cls.from_url(  # type: ignore[no-any-return]
-        url or settings.broker,
+        _checked(settings, "broker", url),
         transport_options=settings.transport_options,
         namespace=str(settings.extra.get("control_exchange") or "") or None,
         event_exchange=str(settings.extra.get("event_exchange") or "") or None,
@@ -96,7 +108,8 @@ def open_control(settings: Settings, url: str | None = None) -> RemoteControl:
 def open_broker(settings: Settings, url: str | None = None) -> Broker:
     """The broker adapter for URL (default: the configured broker), with the configured transport options."""
     cls = load(BROKER)
-    return cls.from_url(url or settings.broker, transport_options=settings.transport_options)  # type: ignore[no-any-return]
+    broker = _checked(settings, "broker", url)
+    return cls.from_url(broker, transport_options=settings.transport_options)  # type: ignore[no-any-return]
 
 
 def open_management(settings: Settings, broker_url: str | None = None, *, timeout: float | None = None) -> Management:
@@ -105,7 +118,8 @@ def open_management(settings: Settings, broker_url: str | None = None, *, timeou
     TIMEOUT (seconds per request) is for checks on the way to another operation, which must not stall.
     """
     cls = load(MANAGEMENT)
-    kwargs: dict[str, Any] = {"management_url": settings.management_url}
+    broker_url = _checked(settings, "broker", broker_url)
+    kwargs: dict[str, Any] = {"management_url": _checked(settings, "management_url")}
     if timeout is not None:
         kwargs["timeout"] = timeout
-    return cls.from_url(broker_url or settings.broker, **kwargs)  # type: ignore[no-any-return]
+    return cls.from_url(broker_url, **kwargs)  # type: ignore[no-any-return]
