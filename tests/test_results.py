@@ -572,7 +572,16 @@ def test_forget_by_filters(run: Any, aged: tuple[str, dict[str, str]]) -> None:
     url, ids = aged
     args = ("--backend", url, "-o", "json", "result", "forget", "--state", "FAILURE", "--older-than", "7d")
     r = run(*args, "--dry-run")
-    assert r.json == {"forgotten": [ids["old_fail"]], "missing": [], "dry_run": True, "groups": [], "kept": []}
+    assert r.json == {
+        "forgotten": [ids["old_fail"]],
+        "missing": [],
+        "dry_run": True,
+        "groups": [],
+        "kept": [],
+        "count": 1,
+        "earlier": 0,
+        "truncated": False,
+    }
     assert run(*args).exit_code == 2  # no --yes off a terminal
     r = run(*args, "--yes")
     assert r.exit_code == 0 and r.json["forgotten"] == [ids["old_fail"]]
@@ -691,7 +700,16 @@ def test_saved_group_can_be_walked_and_forgotten(run: Any, fstore: tuple[Path, s
 
     r = run("--backend", url, "-o", "json", "result", "forget", g, "--tree", "--yes")
     assert r.exit_code == 0, r.stderr
-    assert r.json == {"forgotten": [m1, c1], "missing": [m2], "dry_run": False, "groups": [g], "kept": []}
+    assert r.json == {
+        "forgotten": [m1, c1],
+        "missing": [m2],
+        "dry_run": False,
+        "groups": [g],
+        "kept": [],
+        "count": 2,
+        "earlier": 0,
+        "truncated": False,
+    }
     assert list(d.iterdir()) == []
 
 

@@ -123,3 +123,108 @@ def test_interrupted_tree_forget_leaves_no_orphans_and_a_rerun_finishes(
     assert len(r.json["forgotten"]) == len(left)
     assert len(r.json["missing"]) == len(items) - len(left)  # deleted by the first run, still named by the tree
     assert stored_keys(endpoint, table) == set()
+
+
+# -- shares and pace ----------------------------------------------------------------------------------------------
+
+
+def listed_ids(run: Any, url: str, *args: str) -> list[str]:
+    r = run("--backend", url, "-o", "jsonl", "result", "list", *args)
+    assert r.exit_code == 0, r.stderr
+    return [json.loads(line)["task_id"] for line in r.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("store_kind", ["file", "redis", "dynamodb-local"])
+def test_segments_partition_the_store(run: Any, request: pytest.FixtureRequest, store_kind: str, tmp_path: Any) -> None:
+    """N runs of --segment I/N list every item exactly once between them (DynamoDB: native Segment and
+    TotalSegments, also with --segments 3 inside each run; Redis and file: a hash of the key)."""
+    import uuid
+
+    ids = [f"s{i}-{uuid.uuid4().hex[:6]}" for i in range(300)]
+    prefix = ""
+    if store_kind == "file":
+        d = tmp_path / "res"
+        d.mkdir()
+        url = f"file://{d}"
+        for i in ids:
+            (d / f"celery-task-meta-{i}").write_bytes(meta(i))
+        cleanup = None
+    elif store_kind == "redis":
+        url = request.getfixturevalue("redis_url")
+        prefix = f"tc{uuid.uuid4().hex[:8]}:"
+        store = result_store(config.resolve({"backend": url}))
+        for i in ids:
+            store.put(f"{prefix}celery-task-meta-{i}", meta(i), ttl_seconds=600)
+        cleanup = lambda: store.delete_many([f"{prefix}celery-task-meta-{i}" for i in ids])  # noqa: E731
+    else:
+        endpoint = request.getfixturevalue("dynamodb_servers").get("dynamodb-local")
+        if endpoint is None:
+            pytest.skip("DynamoDB Local not available")
+        name = f"t-seg-{uuid.uuid4().hex[:8]}"
+        ctx = table_at(endpoint, name)
+        ctx.__enter__()
+        seed(endpoint, name, {f"celery-task-meta-{i}": meta(i) for i in ids})
+        url = ddb_url(endpoint, name)
+        cleanup = lambda: ctx.__exit__(None, None, None)  # noqa: E731
+    try:
+        extra = ["--key-prefix", prefix] if prefix else []
+        whole = listed_ids(run, url, *extra)
+        assert sorted(whole) == sorted(ids)
+        for n, more in ((3, []), (4, ["--segments", "3"] if store_kind == "dynamodb-local" else [])):
+            parts = [listed_ids(run, url, "--segment", f"{i}/{n}", *more, *extra) for i in range(n)]
+            union = [x for p in parts for x in p]
+            assert sorted(union) == sorted(ids)  # every item, none twice
+            assert all(parts), "each share holds something"
+        assert run("--backend", url, "result", "list", "--segment", "3/3").exit_code == 2
+    finally:
+        if cleanup is not None:
+            cleanup()
+
+
+def test_max_rate_bounds_list_and_forget(run: Any, tmp_path: Any) -> None:
+    """50 items at 100/s take at least 0.4 s, listed or forgotten."""
+    d = tmp_path / "res"
+    d.mkdir()
+    for i in range(50):
+        (d / f"celery-task-meta-r{i}").write_bytes(meta(f"r{i}"))
+    url = f"file://{d}"
+    t0 = time.monotonic()
+    assert len(listed_ids(run, url, "--max-rate", "100")) == 50
+    assert time.monotonic() - t0 >= 0.4
+    t0 = time.monotonic()
+    r = run("--backend", url, "-o", "json", "result", "forget", "--state", "SUCCESS", "--max-rate", "100", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert time.monotonic() - t0 >= 0.4 and r.json["count"] == 50
+    assert list(d.iterdir()) == []
+
+
+def test_rate_limiter_keeps_the_rate_over_time() -> None:
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    lim = results.RateLimiter(100, clock=lambda: now[0], sleep=sleep)
+    for _ in range(20):
+        lim.take(25)
+    assert now[0] == pytest.approx(5.0)
+
+
+def test_throttled_scans_and_deletes_are_retried_not_errors(
+    run: Any, local_table: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB Local never throttles: the throttling replies are canned (a before-send hook through the one client
+    seam), every other request reaches the server. The forget still deletes every matching item and exits 0."""
+    from taskctl.backends import dynamodb
+    from tests.test_table_faults import Faults
+
+    endpoint, table = local_table
+    seed(endpoint, table, {f"celery-task-meta-x{i}": meta(f"x{i}") for i in range(60)})
+    f = Faults()
+    f.error("Scan", "ProvisionedThroughputExceededException", "slow down", times=3)
+    f.error("BatchWriteItem", "ThrottlingException", "slow down", times=3)
+    monkeypatch.setattr(dynamodb, "CLIENT_HOOKS", [f.install])
+    r = run("--backend", ddb_url(endpoint, table), "-o", "json", "result", "forget", "--state", "SUCCESS", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert r.json["count"] == 60 and f.calls["Scan"] > 4 and f.calls["BatchWriteItem"] > 3
+    assert stored_keys(endpoint, table) == set()

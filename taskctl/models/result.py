@@ -88,6 +88,12 @@ class ForgetReport(Model):
     groups: tuple[str, ...] = ()
     #: ids spared by --keep (their subtrees were not walked)
     kept: tuple[str, ...] = ()
+    #: results forgotten (or, with --dry-run, that would be): a forget by filters lists only the first 10,000
+    count: int = 0
+    #: items deleted by earlier runs with the same --checkpoint
+    earlier: int = 0
+    #: ``forgotten`` lists only the first 10,000 ids of a forget by filters (``count`` has them all)
+    truncated: bool = False
 
 
 @dataclass(frozen=True)

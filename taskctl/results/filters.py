@@ -34,6 +34,15 @@ class Filters:
     def any(self) -> bool:
         return bool(self.states or self.task_glob or self.older_than is not None or self.newer_than is not None)
 
+    def describe(self) -> dict[str, object]:
+        """The filters as JSON (what a checkpoint records to recognise its command)."""
+        return {
+            "states": sorted(self.states),
+            "task": self.task_glob,
+            "older_than": self.older_than,
+            "newer_than": self.newer_than,
+        }
+
     def age_ok(self, when: float | None, now: float) -> bool:
         if self.older_than is None and self.newer_than is None:
             return True
