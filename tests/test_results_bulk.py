@@ -228,3 +228,166 @@ def test_throttled_scans_and_deletes_are_retried_not_errors(
     assert r.exit_code == 0, r.stderr
     assert r.json["count"] == 60 and f.calls["Scan"] > 4 and f.calls["BatchWriteItem"] > 3
     assert stored_keys(endpoint, table) == set()
+
+
+# -- resumable forgets ------------------------------------------------------------------------------------------
+
+
+class CountingProxy:
+    """A TCP proxy in front of DynamoDB Local that counts the HTTP requests passing through it: the request
+    count of taskctl run as a subprocess, which no in-process hook can see."""
+
+    def __init__(self, upstream: str) -> None:
+        import socket
+
+        host, port = upstream.rsplit("//", 1)[1].rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.requests = 0
+        self._lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(conn, up, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, conn, False), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, count: bool) -> None:
+        tail = b""
+        try:
+            while data := src.recv(65536):
+                if count:
+                    seen = tail + data
+                    with self._lock:
+                        self.requests += seen.count(b"POST / HTTP/1.1") - tail.count(b"POST / HTTP/1.1")
+                    tail = seen[-20:]
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _forget_items() -> dict[str, bytes]:
+    items = {f"celery-task-meta-ok{i}": meta(f"ok{i}") for i in range(6000)}
+    items.update({f"celery-task-meta-bad{i}": meta(f"bad{i}", "FAILURE") for i in range(1000)})
+    return items
+
+
+def test_killed_forget_resumes_from_its_checkpoint(
+    dynamodb_servers: Any, taskctl_cmd: list[str], tmp_path: Any, unique_name: str
+) -> None:
+    """SIGKILL a forget of 6,000 of 7,000 items mid-run, run it again with the same checkpoint: every match is gone,
+    the rest stays, and both runs together send at most 5% more requests than one uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+
+    endpoint = dynamodb_servers.get("dynamodb-local")
+    if endpoint is None:
+        pytest.skip("DynamoDB Local not available")
+    items = _forget_items()
+    proxy = CountingProxy(endpoint)
+    env = dict(os.environ)
+    args = ["-o", "json", "result", "forget", "--state", "SUCCESS", "--yes"]
+    try:
+        with table_at(endpoint, unique_name + "-ref") as (_, ref), table_at(endpoint, unique_name) as (_, table):
+            seed(endpoint, ref, items)
+            seed(endpoint, table, items)
+            url_ref = f"dynamodb://@127.0.0.1:{proxy.port}/{ref}"
+            url = f"dynamodb://@127.0.0.1:{proxy.port}/{table}"
+
+            proxy.requests = 0
+            done = subprocess.run([*taskctl_cmd, "--backend", url_ref, *args], env=env, capture_output=True)
+            assert done.returncode == 0, done.stderr
+            uninterrupted = proxy.requests
+
+            ckpt = tmp_path / "forget.ckpt"
+            proxy.requests = 0
+            p = subprocess.Popen(
+                [*taskctl_cmd, "--backend", url, *args, "--checkpoint", str(ckpt)], env=env, stderr=subprocess.PIPE
+            )
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and p.poll() is None:
+                try:
+                    if json.loads(ckpt.read_text())["done"] >= 2000:
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.005)
+            assert p.poll() is None, "the forget ended before it could be killed"
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            p.stderr.close()  # type: ignore[union-attr]
+            left = stored_keys(endpoint, table)
+            assert 1000 < len(left) < 7000
+
+            again = subprocess.run(
+                [*taskctl_cmd, "--backend", url, *args, "--checkpoint", str(ckpt)], env=env, capture_output=True
+            )
+            assert again.returncode == 0, again.stderr
+            report = json.loads(again.stdout)
+            assert report["earlier"] >= 2000 and report["earlier"] + report["count"] >= 6000
+            assert stored_keys(endpoint, table) == {k for k in items if "-bad" in k}
+            both = proxy.requests
+            assert both <= 1.05 * uninterrupted, (both, uninterrupted)
+    finally:
+        proxy.close()
+
+
+def test_interrupted_tree_forget_with_checkpoint_goes_on_without_walking_again(
+    local_table: tuple[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run walks, records its plan and loses its connection (the FailAfter stub); the rerun with the same
+    checkpoint reads nothing (no BatchGetItem), deletes only what is left, and says how much was done before."""
+    from taskctl.backends import dynamodb
+
+    endpoint, table = local_table
+    url = ddb_url(endpoint, table)
+    kids = [f"c{i}" for i in range(20)]
+    items = {"celery-task-meta-root": meta("root", children=child(*kids))}
+    for i, c in enumerate(kids):
+        grand = [f"g{i}-{j}" for j in range(20)]
+        items[f"celery-task-meta-{c}"] = meta(c, children=child(*grand))
+        items.update({f"celery-task-meta-{g}": meta(g) for g in grand})
+    seed(endpoint, table, items)
+    settings = config.resolve({"backend": url})
+    ckpt = str(tmp_path / "tree.ckpt")
+    store = result_store(settings)
+    store.client = FailAfter(store.client, 10)  # type: ignore[attr-defined]
+    with pytest.raises(UnavailableError):
+        results.forget(settings, ["root"], tree=True, store=store, checkpoint=ckpt)
+    left = stored_keys(endpoint, table)
+    assert 0 < len(left) < len(items)
+
+    reads: list[int] = []
+    monkeypatch.setattr(
+        dynamodb,
+        "CLIENT_HOOKS",
+        [lambda c: c.meta.events.register("before-send.dynamodb.BatchGetItem", lambda **kw: reads.append(1))],
+    )
+    report = results.forget(settings, ["root"], tree=True, checkpoint=ckpt)
+    assert reads == []
+    gone = len(items) - len(left)
+    assert gone - 200 < report.earlier <= gone  # only the chunk in flight (200 keys) is not counted as done
+    assert report.count == len(items)
+    assert stored_keys(endpoint, table) == set()
+    with pytest.raises(Exception, match="belongs to another command"):
+        results.forget(settings, ["other"], tree=True, checkpoint=ckpt)

@@ -110,9 +110,9 @@ class Checkpoint:
             )
         return cls(p, dict(job), positions, done, data.get("plan"), earlier=done)
 
-    @property
-    def finished(self) -> bool:
-        return bool(self.positions) and all(v is None for v in self.positions.values())
+    def finished(self, segments: int) -> bool:
+        """Every one of SEGMENTS scanned to its end."""
+        return all(s in self.positions and self.positions[s] is None for s in range(segments))
 
     def save(self) -> None:
         data = {"job": self.job, "positions": self.positions, "done": self.done, "plan": self.plan}

@@ -198,14 +198,14 @@ def _forget_matching(
     shown: list[str] = []
     count = 0
     prefixes = [p + TASK_PREFIX for p in reader.keys.prefixes]
-    if cp is not None and cp.finished:
-        return ForgetReport(forgotten=(), missing=(), dry_run=False, count=0, earlier=cp.earlier)
     resume = dict(cp.positions) if cp is not None else None
     if cp is not None:
         # positions are per segment: a rerun must split the table as the first run did, not as its size now says
         if cp.plan is None:
             cp.plan = {"segments": segments or store.scan_segments()}
         segments = int(cp.plan["segments"])
+        if cp.finished(segments):
+            return ForgetReport(forgotten=(), missing=(), dry_run=False, count=0, earlier=cp.earlier)
     with events.progress("scanning for results to forget", None) as bar:
         for page in store.scan_pages(prefixes, shard=shard, segments=segments, resume=resume):
             bar.advance(len(page.items))
