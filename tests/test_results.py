@@ -250,6 +250,10 @@ def put(d: Path, task_id: str, raw: bytes, prefix: str = "") -> None:
     (d / f"{prefix}celery-task-meta-{task_id}").write_bytes(raw)
 
 
+def r_size(d: Path, task_id: str) -> int:
+    return len((d / f"celery-task-meta-{task_id}").read_bytes())
+
+
 def test_show_json_fields_exactly(run: Any, fstore: tuple[Path, str]) -> None:
     d, url = fstore
     a, b, g = tid(), tid(), tid()
@@ -297,10 +301,11 @@ def test_show_json_fields_exactly(run: Any, fstore: tuple[Path, str]) -> None:
             "compression": None,
             "undecodable": None,
             "problem": None,
+            "size": len((d / f"celery-task-meta-{a}").read_bytes()),
         }
     ]
     r = run("--backend", url, "result", "show", a, "-o", "plain")
-    assert r.stdout.splitlines()[1].split()[:4] == [a, "FAILURE", "app.fail", "ValueError:"]
+    assert r.stdout.splitlines()[1].split()[:5] == [a, "FAILURE", str(r_size(d, a)), "app.fail", "ValueError:"]
     assert "ValueError: bad 2" in r.stdout
 
 

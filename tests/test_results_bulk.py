@@ -391,3 +391,26 @@ def test_interrupted_tree_forget_with_checkpoint_goes_on_without_walking_again(
     assert stored_keys(endpoint, table) == set()
     with pytest.raises(Exception, match="belongs to another command"):
         results.forget(settings, ["other"], tree=True, checkpoint=ckpt)
+
+
+# -- sizes --------------------------------------------------------------------------------------------------------
+
+
+def test_list_larger_than_and_the_size_column(run: Any, tmp_path: Any) -> None:
+    from taskctl.units import parse_size
+
+    assert parse_size("100KB") == 100_000 and parse_size("1MiB") == 1 << 20 and parse_size("390k") == 390 * 1024
+    d = tmp_path / "res"
+    d.mkdir()
+    small, big = meta("small"), meta("big", result="x" * 150_000)
+    (d / "celery-task-meta-small").write_bytes(small)
+    (d / "celery-task-meta-big").write_bytes(big)
+    url = f"file://{d}"
+    r = run("--backend", url, "-o", "json", "result", "list", "--larger-than", "100KB")
+    assert r.exit_code == 0, r.stderr
+    assert [(x["task_id"], x["size"]) for x in r.json] == [("big", len(big))]
+    r = run("--backend", url, "-o", "plain", "result", "list", "--state", "SUCCESS")
+    assert r.stdout.split("\n")[0].split()[:3] == ["TASK_ID", "STATE", "SIZE"]
+    rows = {line.split()[0]: line.split()[2] for line in r.stdout.splitlines()[1:]}
+    assert rows == {"small": str(len(small)), "big": str(len(big))}
+    assert run("--backend", url, "result", "list", "--larger-than", "lots").exit_code == 2

@@ -18,6 +18,7 @@ from taskctl.commands.common import (
     read_ids,
 )
 from taskctl.models import ForgetReport, Listing, Outcome
+from taskctl.units import parse_size
 
 if TYPE_CHECKING:
     from taskctl import results
@@ -149,6 +150,9 @@ def list_(
     newer_than: str | None = typer.Option(None, "--newer-than", metavar="DURATION", help="Done within this long."),
     limit: int | None = typer.Option(None, "--limit", "-n", metavar="N", min=0, help=LIMIT_HELP),
     kind: str = typer.Option("task", "--kind", metavar="KIND", help="task, group or chord-counter."),
+    larger_than: str | None = typer.Option(
+        None, "--larger-than", metavar="SIZE", help="Only values larger than SIZE: 100KB, 390KiB, 1MiB."
+    ),
     segment: str | None = _SEGMENT,
     segments: int | None = _SEGMENTS,
     max_rate: float | None = _MAX_RATE,
@@ -164,10 +168,15 @@ def list_(
       taskctl result list --state FAILURE --newer-than 1h
       taskctl result list --task 'app.tasks.*' --older-than 7d -n 100 -o jsonl
       taskctl result list --kind chord-counter
+      taskctl result list --larger-than 300KB -o jsonl
       taskctl result list --state FAILURE --segment 0/4 -o jsonl   # and 1/4, 2/4, 3/4 elsewhere
     """
     filters = results.make_filters(
-        state, task, duration(older_than, "--older-than"), duration(newer_than, "--newer-than")
+        state,
+        task,
+        duration(older_than, "--older-than"),
+        duration(newer_than, "--newer-than"),
+        None if larger_than is None else parse_size(larger_than, option="--larger-than"),
     )
     return results.list_results(
         config.current(),

@@ -16,6 +16,7 @@ class TaskResult(Model):
     columns: ClassVar[tuple[str, ...]] = (
         "task_id",
         "state",
+        "size",
         "name",
         "result",
         "date_done",
@@ -51,6 +52,8 @@ class TaskResult(Model):
     undecodable: dict[str, Any] | None = None
     #: why the stored value could not be read as task meta (None when it could)
     problem: str | None = None
+    #: bytes of the stored value (None when nothing is stored); DynamoDB refuses an item over 400 KB
+    size: int | None = None
 
     def result_text(self) -> str:
         """The failure reason in one line (``ValueError: bad``), for messages; tables are drawn by taskctl.output."""

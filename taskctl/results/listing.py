@@ -46,8 +46,8 @@ def list_results(
     limiter = RateLimiter(max_rate)
     if kind not in KINDS:
         raise UsageError(f"unknown --kind {kind!r}", hint="use one of: " + ", ".join(KINDS))
-    if kind != "task" and (filters.states or filters.task_glob):
-        raise UsageError(f"--state and --task apply to task results, not --kind {kind}")
+    if kind != "task" and (filters.states or filters.task_glob or filters.larger_than is not None):
+        raise UsageError(f"--state, --task and --larger-than apply to task results, not --kind {kind}")
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
     reader = Reader(settings, opts)

@@ -161,6 +161,7 @@ def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> Ta
             undecodable=dec.undecodable()
             or {"error": dec.error, "size": dec.size, "head": dec.head, "compression": dec.compression},
             problem=dec.error or "not Celery task meta",
+            size=dec.size,
         )
     exc = meta.exception
     return TaskResult(
@@ -183,6 +184,7 @@ def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> Ta
         expired=expired,
         serializer=dec.serializer,
         compression=dec.compression,
+        size=dec.size,
     )
 
 
