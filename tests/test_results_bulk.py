@@ -414,3 +414,37 @@ def test_list_larger_than_and_the_size_column(run: Any, tmp_path: Any) -> None:
     rows = {line.split()[0]: line.split()[2] for line in r.stdout.splitlines()[1:]}
     assert rows == {"small": str(len(small)), "big": str(len(big))}
     assert run("--backend", url, "result", "list", "--larger-than", "lots").exit_code == 2
+
+
+# -- trees stream ------------------------------------------------------------------------------------------------
+
+
+def test_tree_rows_stream_level_by_level_and_match_the_nested_tree(run: Any, tmp_path: Any) -> None:
+    """jsonl rows come level by level (each after its parent) and say what the nested json says, node for node."""
+    d = tmp_path / "res"
+    d.mkdir()
+    kids = [f"k{i}" for i in range(5)]
+    (d / "celery-task-meta-root").write_bytes(meta("root", children=[*child(*kids), [["grp", None], child("k0", "m")]]))
+    for k in kids:
+        (d / f"celery-task-meta-{k}").write_bytes(meta(k, children=child(f"{k}-a", f"{k}-b", "root")))
+    url = f"file://{d}"
+    r = run("--backend", url, "-o", "jsonl", "result", "tree", "root")
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    seen: set[str] = set()
+    depths = [x["depth"] for x in rows]
+    for x in rows:
+        assert x["parent"] is None or x["parent"] in seen
+        seen.add(x["id"])
+    assert depths == sorted(depths)
+    nested = run("--backend", url, "-o", "json", "result", "tree", "root").json
+    flat: list[tuple[int, str, str | None, bool, bool]] = []
+    stack = [(0, None, nested)]
+    while stack:
+        depth, parent, n = stack.pop()
+        ident = n.get("task_id") or n.get("group_id")
+        flat.append((depth, ident, parent, bool(n.get("cycle")), bool(n.get("repeat"))))
+        stack.extend((depth + 1, ident, c) for c in n["children"])
+    assert sorted(flat) == sorted((x["depth"], x["id"], x["parent"], x["cycle"], x["repeat"]) for x in rows)
+    assert sum(1 for x in rows if x["cycle"]) == 5 and sum(1 for x in rows if x["repeat"]) == 1
+    assert run("--backend", url, "-o", "jsonl", "result", "tree", "nothing").exit_code == 3
