@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from taskctl.config import Settings
 
 
+#: ids a streaming walk reads at a time (a level of a million is read, shown and let go in parts)
+STREAM_PART = 2000
+
+
 @dataclass(eq=False, slots=True)
 class Node:
     """A tree node while walking: mutable and linked both ways; tree._freeze turns it into models."""
@@ -181,38 +185,49 @@ class Walker:
         first = True
         with events.progress("walking the result tree", None) as bar:
             while frontier:
-                fetched = self.reader.fetch([n.id for n in frontier])
                 self.rounds += 1
                 nxt: list[Node] = []
-                made = len(self.nodes)
-                if first and root_id not in fetched and self._as_group(root, nxt):
-                    frontier = []
-                for n in frontier:
-                    n.fetched = fetched.get(n.id)
-                    if self.max_depth is not None and n.depth >= self.max_depth:
-                        continue
-                    meta = n.fetched.meta if n.fetched else None
-                    if meta is not None:
-                        for ref in meta.children:
-                            self._attach(n, ref, "children", nxt)
-                    if self.index is not None:
-                        for cid in self.index.by_parent.get(n.id, ()):
-                            self._attach(n, TaskRef(cid), "parent_id", nxt)
-                bar.update(completed=len(self.tasks))
+                # streaming reads a wide level in parts, so memory holds a part's values, not the level's
+                step = STREAM_PART if self.streaming else len(frontier)
+                for at in range(0, len(frontier), step):
+                    part = frontier[at : at + step]
+                    fetched = self.reader.fetch([n.id for n in part])
+                    made, grown = len(self.nodes), len(nxt)
+                    if first and root_id not in fetched and self._as_group(root, nxt):
+                        part = []
+                    for n in part:
+                        n.fetched = fetched.get(n.id)
+                        if self.max_depth is not None and n.depth >= self.max_depth:
+                            continue
+                        meta = n.fetched.meta if n.fetched else None
+                        if meta is not None:
+                            for ref in meta.children:
+                                self._attach(n, ref, "children", nxt)
+                        if self.index is not None:
+                            for cid in self.index.by_parent.get(n.id, ()):
+                                self._attach(n, TaskRef(cid), "parent_id", nxt)
+                    del fetched
+                    bar.update(completed=len(self.tasks))
+                    yield part, self._side(made, nxt[grown:], root if first and root.kind == "group" else None)
+                    first = False
                 if not nxt and self._expected:
+                    made = len(self.nodes)
                     expected, self._expected = self._expected, []
                     for p, tid in expected:
                         if tid not in self.tasks:
                             self._attach(p, TaskRef(tid), "children", nxt)
-                later = {id(n) for n in nxt}
-                side = [n for n in self.nodes[made:] if id(n) not in later]
-                if first and root.kind == "group":
-                    side.insert(0, root)
-                yield frontier, side
-                if self.streaming:
-                    del self.nodes[:]
-                first = False
+                    yield [], self._side(made, nxt, None)
                 frontier = nxt
+
+    def _side(self, made: int, later: list[Node], root: Node | None) -> list[Node]:
+        """Nodes made since MADE that will not be read (not in LATER); a streaming walk lets go of them."""
+        ids = {id(n) for n in later}
+        side = [n for n in self.nodes[made:] if id(n) not in ids]
+        if root is not None:
+            side.insert(0, root)
+        if self.streaming:
+            del self.nodes[:]
+        return side
 
     def _as_group(self, root: Node, nxt: list[Node]) -> bool:
         """Nothing is stored for the root as a task: a saved group of that id becomes the root (True)."""
