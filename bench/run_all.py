@@ -19,6 +19,7 @@ BENCHES = [
     ("Start-up", ["bench/startup.py"]),
     ("Result tree walk and forget", ["bench/tree_bench.py", "--rss"]),
     ("Broker: drain, purge, move", ["bench/broker_bench.py"]),
+    ("Bulk results: list, forget, resume", ["bench/bulk_bench.py"]),
 ]
 
 
