@@ -137,8 +137,8 @@ class _LateOutcome(Outcome):
 
     def _why(self) -> tuple[ExitCode, str | None]:
         t = self._tally
-        if not t.done:
-            return ExitCode.OK, None
+        if not t.done:  # read before the tree was printed (a library caller): walk it now
+            _ = self.value.root
         if self._check and t.bad:
             return ExitCode.FAILED, f"{t.bad} of {t.tasks} tasks in the tree are FAILURE or REVOKED"
         if not t.root_found and not t.root_children:
