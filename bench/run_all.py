@@ -20,6 +20,7 @@ BENCHES = [
     ("Result tree walk and forget", ["bench/tree_bench.py", "--rss"]),
     ("Broker: drain, purge, move", ["bench/broker_bench.py"]),
     ("Workers: worker list against celery inspect ping", ["bench/worker_bench.py"]),
+    ("Bulk results: list, forget, resume", ["bench/bulk_bench.py"]),
 ]
 
 

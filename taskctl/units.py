@@ -1,4 +1,4 @@
-"""Durations as the CLI spells them: 90, 90s, 5m, 2h, 7d (and 1.5h)."""
+"""Durations and sizes as the CLI spells them: 90, 90s, 5m, 2h, 7d (and 1.5h); 400000, 100KB, 1MiB, 1.5M."""
 
 from __future__ import annotations
 
@@ -26,3 +26,29 @@ def format_duration(seconds: float) -> str:
         if s >= size and s % size == 0:
             return f"{s // size}{unit}"
     return f"{s}s"
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "k": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int, *, option: str = "size") -> int:
+    """Bytes in TEXT: KB/MB/GB are powers of 1000, K/KiB, M/MiB, G/GiB powers of 1024 (as du and ls -h)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE_RE.match(text)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise UsageError(f"bad {option} {text!r}", hint="use bytes or a unit: 400000, 100KB, 390KiB, 1MiB")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])

@@ -250,6 +250,15 @@ def put(d: Path, task_id: str, raw: bytes, prefix: str = "") -> None:
     (d / f"{prefix}celery-task-meta-{task_id}").write_bytes(raw)
 
 
+def by_level(rows: list[Any]) -> list[Any]:
+    """Tree rows in a stable order (the streamed order is level by level, each level as the walk met it)."""
+    return sorted(rows, key=lambda r: (r[0], repr(r[1:])))
+
+
+def r_size(d: Path, task_id: str) -> int:
+    return len((d / f"celery-task-meta-{task_id}").read_bytes())
+
+
 def test_show_json_fields_exactly(run: Any, fstore: tuple[Path, str]) -> None:
     d, url = fstore
     a, b, g = tid(), tid(), tid()
@@ -297,10 +306,11 @@ def test_show_json_fields_exactly(run: Any, fstore: tuple[Path, str]) -> None:
             "compression": None,
             "undecodable": None,
             "problem": None,
+            "size": len((d / f"celery-task-meta-{a}").read_bytes()),
         }
     ]
     r = run("--backend", url, "result", "show", a, "-o", "plain")
-    assert r.stdout.splitlines()[1].split()[:4] == [a, "FAILURE", "app.fail", "ValueError:"]
+    assert r.stdout.splitlines()[1].split()[:5] == [a, "FAILURE", str(r_size(d, a)), "app.fail", "ValueError:"]
     assert "ValueError: bad 2" in r.stdout
 
 
@@ -454,16 +464,19 @@ def test_tree_cycles_self_references_and_missing_nodes_never_loop(run: Any, fsto
 
     r = run("--backend", url, "-o", "jsonl", "result", "tree", a)
     rows = [json.loads(x) for x in r.stdout.splitlines()]
-    assert [(x["depth"], x["kind"], x["id"], x["parent"]) for x in rows] == [
-        (0, "task", a, None),
-        (1, "task", a, a),
-        (1, "task", b, a),
-        (2, "task", c, b),
-        (1, "group", g, a),
-        (2, "task", c, g),
-        (3, "task", a, c),
-        (2, "task", gone, g),
-    ]
+    # rows stream level by level, each after its parent
+    assert by_level([(x["depth"], x["kind"], x["id"], x["parent"]) for x in rows]) == by_level(
+        [
+            (0, "task", a, None),
+            (1, "task", a, a),
+            (1, "task", b, a),
+            (2, "task", c, b),
+            (1, "group", g, a),
+            (2, "task", c, g),
+            (3, "task", a, c),
+            (2, "task", gone, g),
+        ]
+    )
     r = run("--backend", url, "result", "tree", a, "--check")
     assert r.exit_code == 1
     r = run("--backend", url, "result", "tree", c, "--up")  # c -> no parent_id: c is the root
@@ -509,9 +522,10 @@ def test_tree_reads_one_batch_per_level(ddb_table: tuple[str, str]) -> None:
     dynamodb.CLIENT_HOOKS.append(hook)
     try:
         out = results.tree(config.resolve({"backend": url}), "root")
+        counts = out.value.counts  # the walk runs when the tree is first used (printed)
     finally:
         dynamodb.CLIENT_HOOKS.remove(hook)
-    assert out.exit_code == 0 and out.value.counts == {"SUCCESS": 154}
+    assert out.exit_code == 0 and counts == {"SUCCESS": 154}
     assert len(calls) == 1 + 1 + 2 and out.value.levels == 3
 
 
@@ -572,7 +586,16 @@ def test_forget_by_filters(run: Any, aged: tuple[str, dict[str, str]]) -> None:
     url, ids = aged
     args = ("--backend", url, "-o", "json", "result", "forget", "--state", "FAILURE", "--older-than", "7d")
     r = run(*args, "--dry-run")
-    assert r.json == {"forgotten": [ids["old_fail"]], "missing": [], "dry_run": True, "groups": [], "kept": []}
+    assert r.json == {
+        "forgotten": [ids["old_fail"]],
+        "missing": [],
+        "dry_run": True,
+        "groups": [],
+        "kept": [],
+        "count": 1,
+        "earlier": 0,
+        "truncated": False,
+    }
     assert run(*args).exit_code == 2  # no --yes off a terminal
     r = run(*args, "--yes")
     assert r.exit_code == 0 and r.json["forgotten"] == [ids["old_fail"]]
@@ -656,13 +679,16 @@ def test_tree_chain_recorded_by_its_last_task_starts_at_the_first(run: Any, fsto
     put(d, "last2", meta("last2", parent_id="gone"))  # its chain's first task was forgotten already
     r = run("--backend", url, "-o", "jsonl", "result", "tree", "root")
     rows = [(x["depth"], x["id"], x["parent"], x["found"]) for x in map(json.loads, r.stdout.splitlines())]
-    assert rows == [
-        (0, "root", None, True),
-        (1, "first", "root", True),
-        (2, "last", "first", True),
-        (1, "gone", "root", False),
-        (1, "last2", "root", True),
-    ]
+    # rows stream level by level, each after its parent
+    assert by_level(rows) == by_level(
+        [
+            (0, "root", None, True),
+            (1, "first", "root", True),
+            (2, "last", "first", True),
+            (1, "gone", "root", False),
+            (1, "last2", "root", True),
+        ]
+    )
 
 
 # -- saved groups, state names, hostile values ----------------------------------------------------------------
@@ -680,18 +706,32 @@ def test_saved_group_can_be_walked_and_forgotten(run: Any, fstore: tuple[Path, s
 
     r = run("--backend", url, "-o", "jsonl", "result", "tree", g)
     assert r.exit_code == 0, r.stderr
-    assert [(x["depth"], x["kind"], x["id"], x["found"]) for x in map(json.loads, r.stdout.splitlines())] == [
-        (0, "group", g, None),
-        (1, "task", m1, True),
-        (2, "task", c1, True),
-        (1, "task", m2, False),
-    ]
+    # rows stream level by level, each after its parent
+    assert by_level(
+        [(x["depth"], x["kind"], x["id"], x["found"]) for x in map(json.loads, r.stdout.splitlines())]
+    ) == by_level(
+        [
+            (0, "group", g, None),
+            (1, "task", m1, True),
+            (2, "task", c1, True),
+            (1, "task", m2, False),
+        ]
+    )
     assert run("--backend", url, "result", "tree", g, "--check").exit_code == 1
     assert run("--backend", url, "result", "tree", "no-such-id").exit_code == 3
 
     r = run("--backend", url, "-o", "json", "result", "forget", g, "--tree", "--yes")
     assert r.exit_code == 0, r.stderr
-    assert r.json == {"forgotten": [m1, c1], "missing": [m2], "dry_run": False, "groups": [g], "kept": []}
+    assert r.json == {
+        "forgotten": [m1, c1],
+        "missing": [m2],
+        "dry_run": False,
+        "groups": [g],
+        "kept": [],
+        "count": 2,
+        "earlier": 0,
+        "truncated": False,
+    }
     assert list(d.iterdir()) == []
 
 

@@ -434,7 +434,16 @@ def test_forget_tree_deletes_exactly_the_subtree(env: Env, run: Any) -> None:
     assert r.exit_code == 2 and "--yes" in r.stderr  # stdin is not a terminal
     r = tc(run, env, "-o", "json", "result", "forget", b, "--tree", "--keep", d, "--yes")
     assert r.exit_code == 0, r.stderr
-    assert r.json == {"forgotten": [b, cc], "missing": [], "dry_run": False, "groups": [], "kept": [d]}
+    assert r.json == {
+        "forgotten": [b, cc],
+        "missing": [],
+        "dry_run": False,
+        "groups": [],
+        "kept": [d],
+        "count": 2,
+        "earlier": 0,
+        "truncated": False,
+    }
     assert [env.app.AsyncResult(i).state for i in (a, b, cc, d)] == ["SUCCESS", "PENDING", "PENDING", "SUCCESS"]
     assert all(env.app.AsyncResult(i).state == "SUCCESS" for i in other)
     again = tc(run, env, "-o", "json", "result", "forget", b, cc, "--yes")

@@ -34,6 +34,33 @@ class StoredItem:
     chord_count: int | None = None
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Run INDEX of COUNT runs over one store (``--segment I/N``): together they see every item exactly once."""
+
+    index: int
+    count: int
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    """One page of a scan, and where its segment goes on after it (what a checkpoint records)."""
+
+    #: the segment of this process's scan it came from (0 .. segments-1)
+    segment: int
+    items: tuple[StoredItem, ...]
+    #: an opaque position to pass back in ``resume`` to continue after this page; None: the segment is done
+    cursor: str | None
+
+
+def in_shard(key: str | bytes, shard: Shard) -> bool:
+    """A key's share for stores without native segments: a stable hash (CRC-32, the same on every machine)."""
+    import zlib
+
+    raw = key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
+    return zlib.crc32(raw) % shard.count == shard.index
+
+
 class ResultStore(Protocol):
     """Where Celery keeps result meta, addressed by Celery's plain keys (``celery-task-meta-<id>``).
 
@@ -64,7 +91,18 @@ class ResultStore(Protocol):
     def iter_many(self, keys: Sequence[str]) -> Iterator[StoredItem]: ...  # get_many's items as they arrive
     def delete_many(self, keys: Sequence[str]) -> int: ...  # deletes those keys (absent ones are fine)
     def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None: ...
-    def scan(self, prefixes: Sequence[str] | None = None) -> Iterator[StoredItem]: ...  # keys starting so
+    def scan(  # keys starting so; SHARD: only this run's share; SEGMENTS: parallel scans (None: sized by store)
+        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+    ) -> Iterator[StoredItem]: ...
+    def scan_pages(  # scan, page by page; RESUME: segment -> cursor of a ScanPage (None: that segment is done)
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        resume: Mapping[int, str | None] | None = None,
+    ) -> Iterator[ScanPage]: ...
+    def scan_segments(self) -> int: ...  # how many parallel segments suit this store's size (1 when not parallel)
     def publish(self, key: str, value: bytes) -> None: ...  # wake waiting clients (only if supports_pubsub)
     def describe(self) -> str: ...  # where it is, for messages (masked URL)
     def close(self) -> None: ...

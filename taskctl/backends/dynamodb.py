@@ -78,9 +78,16 @@ _AUTH_HINT = "check the credentials (URL KEY:SECRET, --aws-profile, AWS_* variab
 
 
 def make_client(
-    url: str, *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    retry_mode: str = "standard",
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> Any:
-    """A botocore DynamoDB client for URL; ENDPOINT_URL, REGION and PROFILE override what the URL says."""
+    """A botocore DynamoDB client for URL; ENDPOINT_URL, REGION and PROFILE override what the URL says.
+    RETRY_MODE "adaptive" (bulk work) also slows the client down while DynamoDB throttles it."""
     import botocore.session
     from botocore import exceptions as bx
     from botocore.config import Config
@@ -100,7 +107,7 @@ def make_client(
         cfg = Config(
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
-            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": retry_mode},  # type: ignore[arg-type]
             user_agent_extra="taskctl",
         )
         kwargs: dict[str, Any] = {"config": cfg}

@@ -15,6 +15,7 @@ UnavailableError for an unreachable endpoint or refused credentials, OperationEr
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import random
@@ -24,9 +25,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from taskctl.backends.base import StoredItem
+from taskctl.backends.base import ScanPage, Shard, StoredItem
 from taskctl.backends.dynamodb import make_client, translate_errors
-from taskctl.errors import OperationError
+from taskctl.errors import OperationError, TaskctlError
 from taskctl.formats.result import dynamodb_id, from_dynamodb_id
 from taskctl.urls import mask, parse_dynamodb
 
@@ -37,7 +38,12 @@ BATCH_GET = 100
 BATCH_WRITE = 25
 #: concurrent requests (botocore's connection pool holds 10)
 WORKERS = 8
+#: parallel scan segments: one per SEGMENT_BYTES of table, between SCAN_SEGMENTS and MAX_SEGMENTS
 SCAN_SEGMENTS = 4
+MAX_SEGMENTS = 32
+SEGMENT_BYTES = 1 << 30
+#: attempts per call in botocore's adaptive retry mode (client-side rate limiting once throttled)
+ADAPTIVE_ATTEMPTS = 10
 #: give up on keys DynamoDB keeps returning unprocessed after this long (throttled far beyond capacity)
 UNPROCESSED_DEADLINE = 300.0
 
@@ -89,7 +95,14 @@ class DynamoDBResultStore:
     ) -> DynamoDBResultStore:
         """ENDPOINT_URL and REGION override the URL's; PROFILE picks the credentials (transport options: none)."""
         parsed = parse_dynamodb(url)
-        client = make_client(url, endpoint_url=endpoint_url, region=region, profile=profile)
+        client = make_client(
+            url,
+            endpoint_url=endpoint_url,
+            region=region,
+            profile=profile,
+            retry_mode="adaptive",
+            max_attempts=ADAPTIVE_ATTEMPTS,
+        )
         return cls(url, client, parsed.table, ttl_seconds=parsed.ttl_seconds)
 
     def describe(self) -> str:
@@ -136,8 +149,7 @@ class DynamoDBResultStore:
         attempt = 0
         deadline = time.monotonic() + UNPROCESSED_DEADLINE
         while request:
-            with translate_errors("read results", url=self.url, table=self.table):
-                resp = self.client.batch_get_item(RequestItems=request)
+            resp = self._throttled_call(self.client.batch_get_item, "read results", RequestItems=request)
             found.extend(self._item(i) for i in resp.get("Responses", {}).get(self.table, []))
             request = resp.get("UnprocessedKeys") or {}
             if request:
@@ -178,8 +190,7 @@ class DynamoDBResultStore:
         attempt = 0
         deadline = time.monotonic() + UNPROCESSED_DEADLINE
         while request:
-            with translate_errors("delete results", url=self.url, table=self.table):
-                resp = self.client.batch_write_item(RequestItems=request)
+            resp = self._throttled_call(self.client.batch_write_item, "delete results", RequestItems=request)
             request = resp.get("UnprocessedItems") or {}
             if request:
                 if time.monotonic() > deadline:
@@ -216,8 +227,24 @@ class DynamoDBResultStore:
         return None
 
     # -- scan -------------------------------------------------------------------------------------------------
-    def scan(self, prefixes: Sequence[str] | None = None, *, segments: int = SCAN_SEGMENTS) -> Iterator[StoredItem]:
+    def scan_segments(self) -> int:
+        """One segment per GiB of table (DescribeTable's size), at least 4 (four requests instead of one cost
+        nothing on a small table, and keep a few requests in flight) and at most 32."""
+        try:
+            with translate_errors("describe the table", url=self.url, table=self.table):
+                size = int(self.client.describe_table(TableName=self.table)["Table"].get("TableSizeBytes") or 0)
+        except TaskctlError:  # no DescribeTable permission: a listing must still work
+            return SCAN_SEGMENTS
+        return max(SCAN_SEGMENTS, min(MAX_SEGMENTS, math.ceil(size / SEGMENT_BYTES)))
+
+    def scan(
+        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+    ) -> Iterator[StoredItem]:
         """Items whose key starts with one of PREFIXES, as a parallel segmented Scan delivers them."""
+        for page in self.scan_pages(prefixes, shard=shard, segments=segments):
+            yield from page.items
+
+    def _scan_params(self, prefixes: Sequence[str] | None) -> dict[str, Any]:
         params: dict[str, Any] = {"TableName": self.table}
         if prefixes:
             names = [f":p{i}" for i in range(len(prefixes))]
@@ -226,7 +253,39 @@ class DynamoDBResultStore:
             params["ExpressionAttributeValues"] = {
                 n: {"S": dynamodb_id(p)[:-1]} for n, p in zip(names, prefixes, strict=True)
             }
-        out: queue.Queue[Any] = queue.Queue(maxsize=2000)
+        return params
+
+    def _throttled_call(self, fn: Callable[..., Any], action: str, **kw: Any) -> Any:
+        """FN(**KW), throttling answered with backoff (botocore's adaptive retries came first) until the deadline."""
+        attempt = 0
+        deadline = time.monotonic() + UNPROCESSED_DEADLINE
+        while True:
+            try:
+                with translate_errors(action, url=self.url, table=self.table):
+                    return fn(**kw)
+            except TaskctlError as exc:
+                if exc.code != "throttled" or time.monotonic() > deadline:
+                    raise
+            self._backoff(attempt)
+            attempt += 1
+
+    def scan_pages(
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        resume: Mapping[int, str | None] | None = None,
+    ) -> Iterator[ScanPage]:
+        """Pages of a parallel Scan: SEGMENTS threads (with SHARD I/N, segments I*S .. I*S+S-1 of N*S, so that
+        N runs see every item once); a page's cursor is its LastEvaluatedKey as JSON."""
+        local = segments or self.scan_segments()
+        total = local * (shard.count if shard else 1)
+        first = shard.index * local if shard else 0
+        params = self._scan_params(prefixes)
+        resume = resume or {}
+        todo = [s for s in range(local) if resume.get(s, "") is not None]
+        out: queue.Queue[Any] = queue.Queue(maxsize=2 * max(1, len(todo)))
         stop = threading.Event()
         done = object()
 
@@ -241,16 +300,16 @@ class DynamoDBResultStore:
 
         def worker(segment: int) -> None:
             try:
-                start: dict[str, Any] | None = None
+                cursor = resume.get(segment)
+                start: dict[str, Any] | None = json.loads(cursor) if cursor else None
                 while not stop.is_set():
-                    kw = dict(params, Segment=segment, TotalSegments=segments)
+                    kw = dict(params, Segment=first + segment, TotalSegments=total)
                     if start:
                         kw["ExclusiveStartKey"] = start
-                    with translate_errors("scan results", url=self.url, table=self.table):
-                        resp = self.client.scan(**kw)
-                    for raw in resp.get("Items", []):
-                        offer(self._item(raw))
+                    resp = self._throttled_call(self.client.scan, "scan results", **kw)
                     start = resp.get("LastEvaluatedKey")
+                    items = tuple(self._item(raw) for raw in resp.get("Items", []))
+                    offer(ScanPage(segment, items, json.dumps(start) if start else None))
                     if not start:
                         break
             except BaseException as exc:  # handed to the consumer, which raises it
@@ -258,12 +317,12 @@ class DynamoDBResultStore:
             finally:
                 offer(done)
 
-        threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in range(segments)]
+        threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in todo]
         for t in threads:
             t.start()
         finished = 0
         try:
-            while finished < segments:
+            while finished < len(threads):
                 got = out.get()
                 if got is done:
                     finished += 1

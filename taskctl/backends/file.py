@@ -17,8 +17,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from taskctl.backends.base import StoredItem
+from taskctl.backends.base import ScanPage, Shard, StoredItem, in_shard
 from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
+
+#: files a scan page holds
+PAGE = 1000
 
 
 def path_of(url: str) -> Path:
@@ -123,7 +126,12 @@ class FileResultStore:
         except OSError as exc:
             raise OperationError(f"cannot write {path}: {exc.strerror or exc}") from None
 
-    def scan(self, prefixes: Sequence[str] | None = None) -> Iterator[StoredItem]:
+    def scan_segments(self) -> int:
+        return 1
+
+    def scan(
+        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+    ) -> Iterator[StoredItem]:
         wanted = tuple(prefixes) if prefixes else None
         try:
             entries = os.scandir(self.directory)
@@ -136,9 +144,31 @@ class FileResultStore:
                     continue
                 if wanted is None and name.startswith("."):
                     continue
+                if shard is not None and not in_shard(name, shard):
+                    continue
                 item = self._read(name, Path(entry.path))
                 if item is not None:
                     yield item
+
+    def scan_pages(
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        resume: Mapping[int, str | None] | None = None,
+    ) -> Iterator[ScanPage]:
+        """Pages of PAGE files. A directory listing has no position to resume from: the cursor ``""`` means
+        "list again" (what was deleted is gone, so a resumed forget repeats no delete); None: done."""
+        if (resume or {}).get(0, "") is None:
+            return
+        page: list[StoredItem] = []
+        for item in self.scan(prefixes, shard=shard):
+            page.append(item)
+            if len(page) >= PAGE:
+                yield ScanPage(0, tuple(page), "")
+                page = []
+        yield ScanPage(0, tuple(page), None)
 
     def publish(self, key: str, value: bytes) -> None:
         """No pub/sub (supports_pubsub is False): nothing to wake."""

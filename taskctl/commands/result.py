@@ -18,6 +18,7 @@ from taskctl.commands.common import (
     read_ids,
 )
 from taskctl.models import ForgetReport, Listing, Outcome
+from taskctl.units import parse_size
 
 if TYPE_CHECKING:
     from taskctl import results
@@ -43,6 +44,21 @@ def _opts(serializer: str | None, key_prefix: str | None, unsafe_pickle: bool) -
 _SER = typer.Option(None, "--serializer", metavar="NAME", help=SERIALIZER_HELP)
 _PREFIX = typer.Option(None, "--key-prefix", metavar="PREFIX", help=KEY_PREFIX_HELP)
 _UNSAFE = typer.Option(False, "--unsafe-pickle", help=UNSAFE_HELP)
+_SEGMENT = typer.Option(
+    None,
+    "--segment",
+    metavar="I/N",
+    help="Only share I of N (0 <= I < N): N runs with I = 0..N-1 see every item exactly once between them.",
+)
+_SEGMENTS = typer.Option(
+    None,
+    "--segments",
+    metavar="N",
+    help="Parallel scan segments (DynamoDB; default: one per GiB of table, 4 to 32).",
+)
+_MAX_RATE = typer.Option(
+    None, "--max-rate", metavar="N", help="At most N items a second (leaves capacity to the workers)."
+)
 
 
 @app.command()
@@ -81,6 +97,15 @@ def forget(
     newer_than: str | None = typer.Option(None, "--newer-than", metavar="DURATION", help="Done within this long."),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
     yes: bool = typer.Option(False, "--yes", help=YES_HELP),
+    segment: str | None = _SEGMENT,
+    segments: int | None = _SEGMENTS,
+    max_rate: float | None = _MAX_RATE,
+    checkpoint: str | None = typer.Option(
+        None,
+        "--checkpoint",
+        metavar="FILE",
+        help="Record progress in FILE; the same command run again with it goes on where it stopped.",
+    ),
     serializer: str | None = _SER,
     key_prefix: str | None = _PREFIX,
     unsafe_pickle: bool = _UNSAFE,
@@ -93,6 +118,7 @@ def forget(
       taskctl result forget 9f3c2a1e-6b7d-4c59-a7e0-3d1f0b6c8e42 --yes
       taskctl result forget ROOT --tree --keep KEEP_ID --dry-run -o json
       taskctl result forget --state SUCCESS --older-than 7d --yes
+      taskctl result forget --state SUCCESS --older-than 7d --max-rate 500 --checkpoint forget.ckpt --yes
     """
     task_ids = read_ids(ids or [])
     filters = results.make_filters(
@@ -109,6 +135,10 @@ def forget(
         filters=filters,
         dry_run=dry_run,
         opts=_opts(serializer, key_prefix, unsafe_pickle),
+        shard=results.parse_shard(segment),
+        segments=segments,
+        max_rate=max_rate,
+        checkpoint=checkpoint,
     )
 
 
@@ -120,6 +150,12 @@ def list_(
     newer_than: str | None = typer.Option(None, "--newer-than", metavar="DURATION", help="Done within this long."),
     limit: int | None = typer.Option(None, "--limit", "-n", metavar="N", min=0, help=LIMIT_HELP),
     kind: str = typer.Option("task", "--kind", metavar="KIND", help="task, group or chord-counter."),
+    larger_than: str | None = typer.Option(
+        None, "--larger-than", metavar="SIZE", help="Only values larger than SIZE: 100KB, 390KiB, 1MiB."
+    ),
+    segment: str | None = _SEGMENT,
+    segments: int | None = _SEGMENTS,
+    max_rate: float | None = _MAX_RATE,
     serializer: str | None = _SER,
     key_prefix: str | None = _PREFIX,
     unsafe_pickle: bool = _UNSAFE,
@@ -132,12 +168,25 @@ def list_(
       taskctl result list --state FAILURE --newer-than 1h
       taskctl result list --task 'app.tasks.*' --older-than 7d -n 100 -o jsonl
       taskctl result list --kind chord-counter
+      taskctl result list --larger-than 300KB -o jsonl
+      taskctl result list --state FAILURE --segment 0/4 -o jsonl   # and 1/4, 2/4, 3/4 elsewhere
     """
     filters = results.make_filters(
-        state, task, duration(older_than, "--older-than"), duration(newer_than, "--newer-than")
+        state,
+        task,
+        duration(older_than, "--older-than"),
+        duration(newer_than, "--newer-than"),
+        None if larger_than is None else parse_size(larger_than, option="--larger-than"),
     )
     return results.list_results(
-        config.current(), filters=filters, limit=limit, kind=kind, opts=_opts(serializer, key_prefix, unsafe_pickle)
+        config.current(),
+        filters=filters,
+        limit=limit,
+        kind=kind,
+        opts=_opts(serializer, key_prefix, unsafe_pickle),
+        shard=results.parse_shard(segment),
+        segments=segments,
+        max_rate=max_rate,
     )
 
 

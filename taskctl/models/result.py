@@ -16,6 +16,7 @@ class TaskResult(Model):
     columns: ClassVar[tuple[str, ...]] = (
         "task_id",
         "state",
+        "size",
         "name",
         "result",
         "date_done",
@@ -51,6 +52,8 @@ class TaskResult(Model):
     undecodable: dict[str, Any] | None = None
     #: why the stored value could not be read as task meta (None when it could)
     problem: str | None = None
+    #: bytes of the stored value (None when nothing is stored); DynamoDB refuses an item over 400 KB
+    size: int | None = None
 
     def result_text(self) -> str:
         """The failure reason in one line (``ValueError: bad``), for messages; tables are drawn by taskctl.output."""
@@ -88,6 +91,12 @@ class ForgetReport(Model):
     groups: tuple[str, ...] = ()
     #: ids spared by --keep (their subtrees were not walked)
     kept: tuple[str, ...] = ()
+    #: results forgotten (or, with --dry-run, that would be): a forget by filters lists only the first 10,000
+    count: int = 0
+    #: items deleted by earlier runs with the same --checkpoint
+    earlier: int = 0
+    #: ``forgotten`` lists only the first 10,000 ids of a forget by filters (``count`` has them all)
+    truncated: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ level, ``tree`` builds the tree, show and wait models, ``filters`` and ``listing
 from __future__ import annotations
 
 from taskctl.formats.result import CHORD_PREFIX, GROUP_PREFIX
+from taskctl.results.bulk import Checkpoint, RateLimiter, parse_shard
 from taskctl.results.filters import CELERY_STATES, Filters, make_filters
 from taskctl.results.forget import forget
 from taskctl.results.listing import list_results
@@ -23,9 +24,11 @@ __all__ = [
     "FAILED_STATES",
     "GROUP_PREFIX",
     "KINDS",
+    "Checkpoint",
     "Fetched",
     "Filters",
     "Options",
+    "RateLimiter",
     "Reader",
     "Walker",
     "climb",
@@ -34,6 +37,7 @@ __all__ = [
     "make_filters",
     "parse_ref",
     "parse_refs",
+    "parse_shard",
     "ref_ids",
     "revoke_targets",
     "show",

@@ -29,10 +29,28 @@ class Filters:
     task_glob: str | None = None
     older_than: float | None = None
     newer_than: float | None = None
+    #: bytes: only values larger than this (``result list --larger-than``)
+    larger_than: int | None = None
 
     @property
     def any(self) -> bool:
-        return bool(self.states or self.task_glob or self.older_than is not None or self.newer_than is not None)
+        return bool(
+            self.states
+            or self.task_glob
+            or self.older_than is not None
+            or self.newer_than is not None
+            or self.larger_than is not None
+        )
+
+    def describe(self) -> dict[str, object]:
+        """The filters as JSON (what a checkpoint records to recognise its command)."""
+        return {
+            "states": sorted(self.states),
+            "task": self.task_glob,
+            "older_than": self.older_than,
+            "newer_than": self.newer_than,
+            "larger_than": self.larger_than,
+        }
 
     def age_ok(self, when: float | None, now: float) -> bool:
         if self.older_than is None and self.newer_than is None:
@@ -52,6 +70,8 @@ class Filters:
             return not self.any
 
     def task_ok(self, f: Fetched, now: float) -> bool:
+        if self.larger_than is not None and f.decoded.size <= self.larger_than:
+            return False
         meta = f.meta
         state = meta.status if meta is not None else "UNKNOWN"
         if self.states and state not in self.states:
@@ -75,6 +95,7 @@ def make_filters(
     task_glob: str | None = None,
     older_than: float | None = None,
     newer_than: float | None = None,
+    larger_than: int | None = None,
 ) -> Filters:
     wanted = {s.strip().upper() for raw in states for s in raw.split(",") if s.strip()}
     for state in sorted(wanted - CELERY_STATES):
@@ -82,4 +103,4 @@ def make_filters(
         close = difflib.get_close_matches(state, sorted(CELERY_STATES), n=1, cutoff=0.6)
         if close:
             events.warn(f"no Celery state {state}; did you mean {close[0]}?")
-    return Filters(frozenset(wanted), task_glob, older_than, newer_than)
+    return Filters(frozenset(wanted), task_glob, older_than, newer_than, larger_than)

@@ -10,12 +10,13 @@ from taskctl import events
 from taskctl.errors import UsageError
 from taskctl.formats.result import KIND_PREFIXES, GroupRef, TaskRef, decode_payload
 from taskctl.models import Listing, StoredGroup, TaskResult
+from taskctl.results.bulk import RateLimiter, check_segments
 from taskctl.results.filters import Filters
 from taskctl.results.read import KINDS, Options, Reader, is_expired, task_row
 from taskctl.results.refs import parse_ref
 
 if TYPE_CHECKING:
-    from taskctl.backends.base import StoredItem
+    from taskctl.backends.base import Shard, StoredItem
     from taskctl.config import Settings
 
 
@@ -34,13 +35,19 @@ def list_results(
     limit: int | None = None,
     kind: str = "task",
     opts: Options | None = None,
+    shard: Shard | None = None,
+    segments: int | None = None,
+    max_rate: float | None = None,
 ) -> Listing:
-    """Scan the store and stream what matches (progress on stderr on a terminal)."""
+    """Scan the store and stream what matches (progress on stderr on a terminal): memory holds a few pages,
+    never the table. SHARD: this run's share of N; MAX_RATE: items read a second."""
     filters = filters or Filters()
+    check_segments(segments)
+    limiter = RateLimiter(max_rate)
     if kind not in KINDS:
         raise UsageError(f"unknown --kind {kind!r}", hint="use one of: " + ", ".join(KINDS))
-    if kind != "task" and (filters.states or filters.task_glob):
-        raise UsageError(f"--state and --task apply to task results, not --kind {kind}")
+    if kind != "task" and (filters.states or filters.task_glob or filters.larger_than is not None):
+        raise UsageError(f"--state, --task and --larger-than apply to task results, not --kind {kind}")
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
     reader = Reader(settings, opts)
@@ -58,8 +65,9 @@ def list_results(
             if limit == 0:
                 return
             with events.progress(f"scanning {reader.store.describe()}", None) as bar:
-                for item in reader.store.scan(prefixes):
+                for item in reader.store.scan(prefixes, shard=shard, segments=segments):
                     bar.advance()
+                    limiter.take(1)
                     parsed = reader.keys.parse(item.key)
                     if parsed is None or parsed.kind != kind:
                         continue

@@ -161,6 +161,7 @@ def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> Ta
             undecodable=dec.undecodable()
             or {"error": dec.error, "size": dec.size, "head": dec.head, "compression": dec.compression},
             problem=dec.error or "not Celery task meta",
+            size=dec.size,
         )
     exc = meta.exception
     return TaskResult(
@@ -184,6 +185,7 @@ def task_result(task_id: str, f: Fetched | None, now: float | None = None) -> Ta
         serializer=dec.serializer,
         compression=dec.compression,
         problem="; ".join(p for p in (dec.problem, meta.problem) if p) or None,
+        size=dec.size,
     )
 
 

@@ -17,7 +17,11 @@ if TYPE_CHECKING:
     from taskctl.config import Settings
 
 
-@dataclass(eq=False)
+#: ids a streaming walk reads at a time (a level of a million is read, shown and let go in parts)
+STREAM_PART = 2000
+
+
+@dataclass(eq=False, slots=True)
 class Node:
     """A tree node while walking: mutable and linked both ways; tree._freeze turns it into models."""
 
@@ -59,8 +63,11 @@ class Walker:
         max_depth: int | None = None,
         deep: bool = False,
         keep: Iterable[str] = (),
+        streaming: bool = False,
     ) -> None:
         self.reader = reader
+        #: rows are taken round by round (rounds_of): nodes keep no child lists and are let go once shown
+        self.streaming = streaming
         self.max_depth = max_depth
         self.keep = frozenset(keep)
         self.tasks: dict[str, Node] = {}
@@ -94,7 +101,7 @@ class Walker:
     def _new(self, kind: str, ident: str, parent: Node | None, via: str | None) -> Node:
         node = Node(kind, ident, parent, 0 if parent is None else parent.depth + 1, via)
         self.nodes.append(node)
-        if parent is not None:
+        if parent is not None and not self.streaming:
             parent.children.append(node)
         return node
 
@@ -150,44 +157,77 @@ class Walker:
 
     def walk(self, root_id: str) -> Node:
         """The tree below ROOT_ID, a task id or a saved group's id (shares seen-sets with earlier walks)."""
+        rounds = self.rounds_of(root_id)
+        read, made = next(rounds)
+        root = read[0] if read else made[0]
+        for _ in rounds:
+            pass
+        return root
+
+    def rounds_of(self, root_id: str) -> Iterator[tuple[list[Node], list[Node]]]:
+        """The walk as it goes: per round, (the tasks just read, every other node made in that round and never
+        read: groups, repeats, cycles, kept ids). The root comes first in the first round's lists."""
         if root_id in self.tasks:
             node = Node("task", root_id, None, 0, None, repeat=True)
             node.fetched = self.tasks[root_id].fetched
-            return node
+            yield [], [node]
+            return
         if root_id in self.groups:
-            return Node("group", root_id, None, 0, None, repeat=True)
+            yield [], [Node("group", root_id, None, 0, None, repeat=True)]
+            return
         root = self._new("task", root_id, None, None)
         self.tasks[root_id] = root
         if root_id in self.keep:
             root.kept = True
-            return root
+            yield [], [root]
+            return
         frontier = [root]
+        first = True
         with events.progress("walking the result tree", None) as bar:
             while frontier:
-                fetched = self.reader.fetch([n.id for n in frontier])
                 self.rounds += 1
                 nxt: list[Node] = []
-                if frontier[0] is root and root_id not in fetched and self._as_group(root, nxt):
-                    frontier = []
-                for n in frontier:
-                    n.fetched = fetched.get(n.id)
-                    if self.max_depth is not None and n.depth >= self.max_depth:
-                        continue
-                    meta = n.fetched.meta if n.fetched else None
-                    if meta is not None:
-                        for ref in meta.children:
-                            self._attach(n, ref, "children", nxt)
-                    if self.index is not None:
-                        for cid in self.index.by_parent.get(n.id, ()):
-                            self._attach(n, TaskRef(cid), "parent_id", nxt)
-                bar.update(completed=len(self.tasks))
+                # streaming reads a wide level in parts, so memory holds a part's values, not the level's
+                step = STREAM_PART if self.streaming else len(frontier)
+                for at in range(0, len(frontier), step):
+                    part = frontier[at : at + step]
+                    fetched = self.reader.fetch([n.id for n in part])
+                    made, grown = len(self.nodes), len(nxt)
+                    if first and root_id not in fetched and self._as_group(root, nxt):
+                        part = []
+                    for n in part:
+                        n.fetched = fetched.get(n.id)
+                        if self.max_depth is not None and n.depth >= self.max_depth:
+                            continue
+                        meta = n.fetched.meta if n.fetched else None
+                        if meta is not None:
+                            for ref in meta.children:
+                                self._attach(n, ref, "children", nxt)
+                        if self.index is not None:
+                            for cid in self.index.by_parent.get(n.id, ()):
+                                self._attach(n, TaskRef(cid), "parent_id", nxt)
+                    del fetched
+                    bar.update(completed=len(self.tasks))
+                    yield part, self._side(made, nxt[grown:], root if first and root.kind == "group" else None)
+                    first = False
                 if not nxt and self._expected:
+                    made = len(self.nodes)
                     expected, self._expected = self._expected, []
                     for p, tid in expected:
                         if tid not in self.tasks:
                             self._attach(p, TaskRef(tid), "children", nxt)
+                    yield [], self._side(made, nxt, None)
                 frontier = nxt
-        return root
+
+    def _side(self, made: int, later: list[Node], root: Node | None) -> list[Node]:
+        """Nodes made since MADE that will not be read (not in LATER); a streaming walk lets go of them."""
+        ids = {id(n) for n in later}
+        side = [n for n in self.nodes[made:] if id(n) not in ids]
+        if root is not None:
+            side.insert(0, root)
+        if self.streaming:
+            del self.nodes[:]
+        return side
 
     def _as_group(self, root: Node, nxt: list[Node]) -> bool:
         """Nothing is stored for the root as a task: a saved group of that id becomes the root (True)."""
