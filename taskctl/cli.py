@@ -157,22 +157,28 @@ class RootGroup(TyperGroup):
         fmt = STATE.fmt or output.default_format()
         from taskctl.models import Listing, Outcome
 
-        failed = isinstance(rv, Outcome) and rv.message and rv.exit_code != ExitCode.OK
+        if not isinstance(rv, Outcome):
+            if STATE.quiet:
+                # still drain generators so the work happens, but print nothing
+                if isinstance(rv, Listing):
+                    for _ in rv:
+                        pass
+                return 0
+            return int(output.Renderer(fmt).render(rv))
+        # the value first: an exit code may only be known once the value is printed (a streamed tree)
         if STATE.quiet:
-            # still drain generators so the work happens, but print nothing but the error
-            inner = rv.value if isinstance(rv, Outcome) else rv
-            if isinstance(inner, Listing):
-                for _ in inner:
+            if isinstance(rv.value, Listing):
+                for _ in rv.value:
                     pass
-        elif failed:
+        else:
             output.Renderer(fmt).render(rv.value)
             sys.stdout.flush()
-        if failed:
+        if rv.message and rv.exit_code != ExitCode.OK:
             # why the exit code is not 0, reported as every error is: `error: ...` (JSON under -o json)
             output.render_error(error_for(rv.exit_code, rv.message), STATE.fmt)
-        if STATE.quiet or failed:
-            return int(rv.exit_code) if isinstance(rv, Outcome) else 0
-        return int(output.Renderer(fmt).render(rv))
+        elif rv.message and not STATE.quiet:
+            output.Renderer(fmt).render(Outcome(None, ExitCode.OK, rv.message))
+        return int(rv.exit_code)
 
 
 class _StdoutClosed(Exception):

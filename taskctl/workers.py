@@ -89,6 +89,8 @@ class Inspector:
 
     def calls(self, commands: Sequence[str]) -> list[dict[str, Any]]:
         """Several rounds at once (one connection each), so a silent worker costs one timeout, not one each."""
+        if not self.control.concurrent_rounds:
+            return [self.call(c) for c in commands]
         with ThreadPoolExecutor(max_workers=len(commands)) as pool:
             futures = [pool.submit(self.call, c) for c in commands]
             return [f.result() for f in futures]

@@ -15,15 +15,18 @@ pytestmark = pytest.mark.celery
 
 
 def test_worker_list_names_the_stack_worker(run, stack: Stack) -> None:  # type: ignore[no-untyped-def]
+    # filesystem:// runs the four rounds one after another (concurrent reply queues would rewrite each other's
+    # binding tables), each up to the worker's 1 s polling: the early return is measured against a 10 s timeout
+    timeout = 10 if stack.kind == "filesystem" else 5
     start = time.monotonic()
-    r = run("worker", "list", "--timeout", "5", "-o", "json")
+    r = run("worker", "list", "--timeout", str(timeout), "-o", "json")
     elapsed = time.monotonic() - start
     assert r.exit_code == 0, r.stderr
     mine = [x for x in r.json if x["worker"] == stack.worker_name]
     assert len(mine) == 1 and mine[0]["pool"] == "solo" and mine[0]["queues"] == [stack.queue]
     if stack.kind == "filesystem":  # nobody else's worker shares this control folder
         assert [x["worker"] for x in r.json] == [stack.worker_name]
-        assert elapsed < 0.8 * 5, f"worker list took {elapsed:.2f}s"
+        assert elapsed < 0.6 * timeout, f"worker list took {elapsed:.2f}s"
 
 
 def test_worker_registered_on_the_stack(run, stack: Stack) -> None:  # type: ignore[no-untyped-def]

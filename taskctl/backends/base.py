@@ -202,6 +202,9 @@ class RemoteControl(Protocol):
     lists_bound_workers: bool
     #: RabbitMQ: the management API lists the pidbox exchange's bindings instead
     has_management: bool
+    #: several rounds may run at once, one connection each (False: filesystem://, whose binding tables are
+    #: rewritten in place, so concurrent reply queues lose each other's bindings)
+    concurrent_rounds: bool
     namespace: str
 
     @classmethod

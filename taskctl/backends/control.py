@@ -14,14 +14,16 @@ Errors raised: UnavailableError (cannot connect, refused, bad credentials; the U
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from taskctl.backends.kombu_errors import translate
-from taskctl.errors import TaskctlError
+from taskctl.errors import OperationError, TaskctlError
 from taskctl.formats import control as fmt
+from taskctl.urls import mask
 
 #: transports whose ``Channel.get_table(exchange)`` reads bindings every client shares (not process memory)
 _BINDING_TABLES = frozenset({"redis", "rediss", "filesystem"})
@@ -31,6 +33,15 @@ REPLY_QUEUE_EXPIRES = 10.0
 #: seconds; Celery's event_queue_ttl / event_queue_expires defaults
 EVENT_QUEUE_TTL = 5.0
 EVENT_QUEUE_EXPIRES = 60.0
+
+
+#: kombu's filesystem:// transport rewrites an exchange's binding table in place, so a reader can meet it
+#: half-written (a JSONDecodeError); such a broadcast is tried again this many times in all
+TORN_FILE_RETRIES = 5
+
+
+class _TornFile(Exception):
+    """A filesystem:// table file read while another process was writing it."""
 
 
 def _kombu() -> tuple[Any, Any]:
@@ -58,6 +69,8 @@ class KombuControl:
     lists_bound_workers: bool
     #: the broker is RabbitMQ: its management API lists the pidbox bindings instead
     has_management: bool
+    #: rounds may run at once on their own connections (not on filesystem://: its tables are rewritten in place)
+    concurrent_rounds: bool
 
     def __init__(
         self,
@@ -76,6 +89,7 @@ class KombuControl:
         scheme = url.split("://", 1)[0].lower()
         self.lists_bound_workers = scheme in _BINDING_TABLES
         self.has_management = scheme in ("amqp", "pyamqp", "amqps")
+        self.concurrent_rounds = scheme not in ("filesystem", "memory")
 
     @classmethod
     def from_url(
@@ -102,6 +116,9 @@ class KombuControl:
         """A ``kombu.pidbox.Mailbox`` bound to a fresh connection; kombu errors leave as TaskctlErrors."""
         Connection, Mailbox = _kombu()
         opts = dict(self.transport_options)
+        if not self.concurrent_rounds:
+            # filesystem:// polls its folders (1 s by default): rounds run one after another here, so poll faster
+            opts.setdefault("polling_interval", 0.05)
         if self.url.split("://", 1)[0].lower() in ("amqp", "pyamqp", "amqps"):
             # named, so operators can tell taskctl's connection from a worker's in RabbitMQ's list
             props = dict(opts.get("client_properties") or {})
@@ -124,6 +141,10 @@ class KombuControl:
                 yield mailbox(conn)
             except TaskctlError:
                 raise
+            except ValueError as exc:
+                if type(exc).__name__ == "JSONDecodeError" and self.url.lower().startswith("filesystem:"):
+                    raise _TornFile from None
+                raise translate(exc, f"cannot {action}", self.url) from None
             except Exception as exc:
                 raise translate(exc, f"cannot {action}", self.url) from None
         finally:
@@ -148,6 +169,26 @@ class KombuControl:
         Collection stops after ``limit`` replies (default: one per destination), else when ``timeout`` seconds
         pass without a reply: with the expected worker count, a round ends as soon as all have answered.
         """
+        for _ in range(TORN_FILE_RETRIES):
+            try:
+                return self._broadcast(command, arguments, reply, timeout, destination, action, limit)
+            except _TornFile:
+                time.sleep(0.05)
+        raise OperationError(
+            f"cannot {action}: {mask(self.url)} kept a binding file half-written",
+            hint="kombu's filesystem:// transport writes its tables in place; run the command again",
+        )
+
+    def _broadcast(
+        self,
+        command: str,
+        arguments: Mapping[str, Any],
+        reply: bool,
+        timeout: float,
+        destination: Sequence[str] | None,
+        action: str,
+        limit: int | None,
+    ) -> list[fmt.Reply]:
         kwargs = dict(arguments)
         nodes = list(destination) if destination else None
         with self._mailbox(action) as mailbox:
