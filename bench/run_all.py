@@ -26,12 +26,12 @@ BENCHES = [
 
 NOT_YET = """## Where taskctl does not yet meet its goals
 
-- Drain with durable writes runs at 92-104% of the bare no-ack consumer's rate (the 80% goal is met), but not 3x the
+- Drain with durable writes runs at about the bare no-ack consumer's rate (the 80% goal is met), but not 3x the
   basic_get loop on this machine: here basic_get runs at 3,600-4,600 messages/s, faster than the 800-2,200 the
-  goal assumed, so 3x would mean draining about 10% faster than a consumer that writes nothing. What is left is
-  py-amqp decoding each message's ~20 Celery headers, which the no-ack consumer pays too.
-- Memory of `result tree` grows with the tree (about 3 KB per node: the nested JSON needs the whole tree), so it is
-  bounded by the tree's size, not constant: 318 MiB peak for 100,000 nodes.
+  goal assumed. What is left is py-amqp decoding each message's ~20 Celery headers, which the no-ack consumer pays too.
+- `result tree -o json` and the table view still build the whole tree (jsonl, plain, csv and tsv stream).
+- `worker list` as a subprocess is about 2x `celery inspect ping` (the goal is 3x): interpreter start-up dominates a
+  round that ends as soon as every worker answered (in-process it is 3-5x).
 """
 
 

@@ -350,7 +350,11 @@ def test_stats_prints_existing_rows_then_exits_3(amqp: Any, rabbitmq_url: str, r
     r = run("queue", "stats", src, dst, src + "-missing", "-o", "json", "--broker", rabbitmq_url)
     assert r.exit_code == 3
     assert [(x["queue"], x["messages"]) for x in r.json] == [(src, 2), (dst, 0)]
-    assert r.stderr.startswith(f"error: queue '{src}-missing' does not exist")
+    error = json.loads(r.stderr)["error"]  # under -o json the error is JSON on stderr, after the rows
+    assert (error["code"], error["exit_code"]) == ("not-found", 3)
+    assert error["message"].startswith(f"queue '{src}-missing' does not exist")
+    r = run("queue", "stats", src, src + "-missing", "--broker", rabbitmq_url)
+    assert r.exit_code == 3 and r.stderr.startswith(f"error: queue '{src}-missing' does not exist")
 
 
 # -- the socket fast path and its fallback ------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def stats(settings: Settings, queues: Iterable[str]) -> Outcome:
             yield QueueStats(queue=q, messages=c.messages, consumers=c.consumers, note=note)
         if missing:
             outcome.exit_code = ExitCode.NOT_FOUND
-            outcome.message = "\n".join(f"error: {exc.message}" for exc in missing)
+            outcome.message = "; ".join(exc.message for exc in missing)
 
     outcome.value = Listing(model=QueueStats, items=rows())
     return outcome
