@@ -1,8 +1,8 @@
 """Adapters chosen from the URL scheme (like kombu's TRANSPORT_ALIASES and celery's ``by_url``).
 
 Each table maps a scheme to ``"module:Class"``, imported on first use so that ``--help`` and commands that do
-not need a backend never import boto3, redis or kombu. Brokers get no registry: ``kombu.Connection(url)``
-already picks the transport.
+not need a backend never import boto3, redis or kombu. Brokers: one kombu adapter for every transport, with
+a subclass where a transport needs more than kombu's consumer path (Redis: atomic moves; SQS: receive/delete).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ TABLE_ADMINS: dict[str, str] = {
     "dynamodb": "taskctl.backends.dynamodb:DynamoDBTableAdmin",
 }
 BROKER = "taskctl.backends.kombu_broker:KombuBroker"
+#: scheme -> adapter, for transports with one of their own; every other scheme is BROKER
+BROKERS: dict[str, str] = {}
 MANAGEMENT = "taskctl.backends.management:ManagementAPI"
 CONTROL = "taskctl.backends.control:KombuControl"
 
@@ -107,9 +109,16 @@ def open_control(settings: Settings, url: str | None = None) -> RemoteControl:
 
 def open_broker(settings: Settings, url: str | None = None) -> Broker:
     """The broker adapter for URL (default: the configured broker), with the configured transport options."""
-    cls = load(BROKER)
     broker = _checked(settings, "broker", url)
+    cls = broker_class(broker or "")
     return cls.from_url(broker, transport_options=settings.transport_options)  # type: ignore[no-any-return]
+
+
+def broker_class(url: str) -> Any:
+    """The adapter class for a broker URL (kombu's aliases: rediss -> redis)."""
+    scheme = scheme_of(url) if "://" in url else url
+    scheme = {"rediss": "redis", "sentinel": "redis"}.get(scheme, scheme)
+    return load(BROKERS.get(scheme, BROKER))
 
 
 def open_management(settings: Settings, broker_url: str | None = None, *, timeout: float | None = None) -> Management:

@@ -300,6 +300,8 @@ class Broker(Protocol):
     #: unacked deliveries return to their place when the channel closes, so a filtered pass can leave the
     #: messages it does not take where they are instead of publishing them back to the tail (RabbitMQ)
     returns_in_place: bool
+    #: the broker lists its own queues (``iter_queues``): Redis from kombu's bindings, SQS by ListQueues
+    lists_queues: bool
     scheme: str
     url: str
     masked_url: str
@@ -317,6 +319,7 @@ class Broker(Protocol):
         self, queue: str, *, prefetch: int = 1000, purpose: str = "drain"
     ) -> AbstractContextManager[Consumer]: ...
     def publisher(self, *, window: int = 1000, purpose: str = "publish") -> AbstractContextManager[Publisher]: ...
+    def iter_queues(self) -> Iterator[BrokerQueue]: ...  # every queue (only where lists_queues)
 
 
 class Management(Protocol):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskctl.backends.base import Delivery, QueueCounts
 from taskctl.backends.kombu_consume import Consumer, Getter, close_channel, to_delivery
@@ -32,6 +32,9 @@ from taskctl.backends.kombu_errors import translate
 from taskctl.backends.kombu_publish import Publisher
 from taskctl.errors import NotFoundError, TaskctlError
 from taskctl.urls import mask, parse
+
+if TYPE_CHECKING:
+    from taskctl.models import BrokerQueue
 
 CONNECT_TIMEOUT = 5.0
 
@@ -62,6 +65,8 @@ class KombuBroker:
     peek_moves_to_tail: bool
     #: unacked deliveries return to their place when the channel closes (AMQP; classic and quorum queues)
     returns_in_place: bool
+    #: the broker lists its own queues (subclasses for Redis and SQS); RabbitMQ: the management API
+    lists_queues: bool = False
 
     def __init__(self, url: str, transport_options: dict[str, Any] | None = None) -> None:
         self.url = url
@@ -245,6 +250,10 @@ class KombuBroker:
                 for item in reversed(items):
                     out.append(to_delivery(Message(json.loads(item), channel=ch), False))  # type: ignore[no-untyped-call]
         return out
+
+    def iter_queues(self) -> Iterator[BrokerQueue]:
+        """Only adapters with ``lists_queues`` list queues; RabbitMQ's list is the management API's."""
+        raise NotImplementedError(f"{self.scheme}:// cannot list its queues")
 
     # -- changing -----------------------------------------------------------------------------------------------
 

@@ -59,8 +59,9 @@ def management_api(settings: Settings, what: str) -> Management:
 
 
 def list_queues(settings: Settings, match: str | None = None) -> Iterator[BrokerQueue]:
-    api = management_api(settings, "queue list")
-    for q in api.iter_queues():
+    broker = backends.open_broker(settings)
+    queues = broker.iter_queues() if broker.lists_queues else management_api(settings, "queue list").iter_queues()
+    for q in queues:
         if match and not fnmatch.fnmatchcase(q.queue, match):
             continue
         yield q
