@@ -346,7 +346,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "doctor": "Check the configuration, the result backend and its table, and the broker; exit 1 if a check fails.",
     "worker": "List workers, what they run and hold; change the queues they consume.",
     "events": "Follow Celery's event stream: tasks received, started, succeeded, failed; workers up and down.",
-    "top": "One snapshot of workers, queues, task rates and failures (top --once).",
+    "top": "Watch workers, queues, task rates and failures live; one snapshot with --once.",
 }
 
 

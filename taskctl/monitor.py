@@ -1,4 +1,4 @@
-"""`events` and `top --once`: Celery's event stream as rows, and one snapshot of workers, queues and tasks.
+"""`events` and `top`: Celery's event stream as rows; workers, queues and tasks as a snapshot or a live view.
 
 Workers send ``worker-*`` events (online, heartbeat every 2 s, offline) unless started with
 ``--without-heartbeat``, and ``task-*`` events only when started with ``-E`` or after ``enable_events``
@@ -10,16 +10,19 @@ shows no name and does not match ``--task``).
 from __future__ import annotations
 
 import fnmatch
+import re
+import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from taskctl import backends, events, workers
-from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
+from taskctl.errors import NotFoundError, OperationError, TaskctlError, UnavailableError, UsageError
 from taskctl.formats import control as fmt
-from taskctl.models.worker import TopRow, WorkerEvent
+from taskctl.models.worker import NO_REPLY, TopRow, WorkerEvent
+from taskctl.urls import mask_text
 
 if TYPE_CHECKING:
     from taskctl.config import Settings
@@ -121,96 +124,389 @@ def stream(
 def _fmt(values: dict[str, Any]) -> str:
     parts = []
     for k, v in values.items():
-        if v is None or k in ("state", "task_id", "exception", "worker"):
+        if v is None or k in ("state", "task_id", "exception", "worker", "time"):
             continue
         parts.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
     lead = " ".join(str(values[k]) for k in ("state", "worker", "task_id", "exception") if values.get(k))
     return fmt.bounded(" ".join([lead, *parts]).strip(), 300)
 
 
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
+def _quantile(ordered: list[float], q: float) -> float | None:
+    """The nearest-rank quantile of an already sorted list."""
+    if not ordered:
         return None
-    ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
 
 
-def snapshot(settings: Settings, *, window: float = 2.0, timeout: float = 1.0) -> list[TopRow]:
+def _first_load(value: Any) -> float | None:
+    """The 1-minute load of a heartbeat's ``loadavg``: a list, or its text as the bounded event fields keep it."""
+    if isinstance(value, list | tuple) and value:
+        value = value[0]
+    if isinstance(value, str):
+        m = re.match(r"\s*[\[(]?\s*(\d+(?:\.\d+)?)", value)
+        value = float(m[1]) if m else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(float(value), 2)
+    return None
+
+
+#: seconds of events the live view's per-minute rates and runtime quantiles cover
+RATE_WINDOW = 60.0
+#: runtimes kept per task name within the window (the quantiles are of the newest)
+RUNTIME_SAMPLES = 2000
+#: task names tracked; events of further names are counted under OTHER (events are untrusted input)
+MAX_TASK_NAMES = 500
+OTHER = "(other)"
+#: failures kept, newest first
+FAILURES = 10
+#: a worker heard from (heartbeat or reply) longer ago than this many seconds shows as NO_REPLY
+LOST_AFTER = 10.0
+TASK_KINDS = ("received", "succeeded", "failed", "retried")
+#: what `top --sort` and the `s` key cycle through; a key sorts every section whose rows have it
+SORT_KEYS = ("name", "received", "succeeded", "failed", "retried", "runtime_p50", "runtime_p95")
+SECTIONS = ("worker", "queue", "task", "failure")
+
+
+class Aggregate:
+    """Running totals of one `top`: fed events and polled worker/queue values, read as rows (thread-safe).
+
+    Rates are per minute over the last ``window`` seconds (or since the start, if shorter), counted at arrival
+    time: worker clocks may differ from ours. Runtimes come from ``task-succeeded`` events.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = RATE_WINDOW,
+        failures: int = FAILURES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.clock = clock
+        self.started = clock()
+        self._lock = threading.Lock()
+        self._names: OrderedDict[str, str] = OrderedDict()
+        self._tasks: dict[str, dict[str, deque[float]]] = {}
+        self._runtimes: dict[str, deque[tuple[float, float]]] = {}
+        self._failures: deque[TopRow] = deque(maxlen=max(0, failures))
+        #: worker -> state, active, processed, load, seen (our clock), offline (bool)
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._queues: list[TopRow] = []
+        self.events_seen = 0
+        self.task_events_seen = 0
+
+    def _task_name(self, ev: fmt.CeleryEvent) -> str:
+        given = ev.fields.get("name") if isinstance(ev.fields.get("name"), str) else None
+        if ev.uuid and given:
+            self._names[ev.uuid] = given
+            if len(self._names) > NAME_MEMORY:
+                self._names.popitem(last=False)
+        name = given or (self._names.get(ev.uuid) if ev.uuid else None) or "?"
+        if name not in self._tasks and len(self._tasks) >= MAX_TASK_NAMES:
+            return OTHER
+        return name
+
+    def add(self, ev: fmt.CeleryEvent, now: float | None = None) -> None:
+        """Count one event (at ``now``, default: the clock)."""
+        t = self.clock() if now is None else now
+        f = ev.fields
+        with self._lock:
+            self.events_seen += 1
+            if ev.type.startswith("worker-"):
+                w = self._workers.setdefault(ev.hostname, {})
+                w["seen"] = t
+                w["offline"] = ev.type == "worker-offline"
+                for key in ("active", "processed"):
+                    if isinstance(f.get(key), int) and not isinstance(f.get(key), bool):
+                        w[key] = f[key]
+                load = _first_load(f.get("loadavg"))
+                if load is not None:
+                    w["load"] = load
+                return
+            if not ev.type.startswith("task-"):
+                return
+            self.task_events_seen += 1
+            name = self._task_name(ev)
+            kind = ev.type.removeprefix("task-")
+            if kind in TASK_KINDS:
+                counts = self._tasks.setdefault(name, {k: deque() for k in TASK_KINDS})
+                counts[kind].append(t)
+            runtime = f.get("runtime")
+            if kind == "succeeded" and isinstance(runtime, int | float) and not isinstance(runtime, bool):
+                self._runtimes.setdefault(name, deque(maxlen=RUNTIME_SAMPLES)).append((t, float(runtime)))
+            if kind == "failed":
+                fv = {
+                    "time": _iso(ev.timestamp),
+                    "task_id": ev.uuid,
+                    "worker": ev.hostname,
+                    "exception": fmt.bounded(f.get("exception"), 500),
+                }
+                self._failures.appendleft(TopRow("failure", name, _fmt(fv), fv))
+
+    def set_workers(
+        self, stats: dict[str, Any], active: dict[str, Any], names: Sequence[str], now: float | None = None
+    ) -> None:
+        """One remote-control round: who answered (stats or active), their processed and active counts."""
+        t = self.clock() if now is None else now
+        with self._lock:
+            for wname in names:
+                w = self._workers.setdefault(wname, {})
+                if wname in stats or wname in active:
+                    w["seen"] = t
+                    w["offline"] = False
+                if wname in stats:
+                    w["processed"] = fmt.parse_stats(stats[wname]).processed
+                if wname in active:
+                    w["active"] = len(fmt.parse_tasks(active[wname]))
+
+    def set_queues(self, rows: Sequence[TopRow]) -> None:
+        with self._lock:
+            self._queues = list(rows)
+
+    def rows(self, now: float | None = None) -> list[TopRow]:
+        """Workers, queues, tasks (by name) and failures (newest first) as they stand at ``now``."""
+        t = self.clock() if now is None else now
+        span = max(1.0, min(self.window, t - self.started))
+        cutoff = t - self.window
+        out: list[TopRow] = []
+        with self._lock:
+            for wname in sorted(self._workers):
+                w = self._workers[wname]
+                seen = w.get("seen")
+                if w.get("offline"):
+                    state = "offline"
+                elif seen is not None and t - seen <= LOST_AFTER:
+                    state = "up"
+                else:
+                    state = NO_REPLY
+                wv: dict[str, Any] = {
+                    "state": state,
+                    "active": w.get("active"),
+                    "processed": w.get("processed"),
+                    "load": w.get("load"),
+                }
+                out.append(TopRow("worker", wname, _fmt(wv), wv))
+            out.extend(self._queues)
+            for tname in sorted(self._tasks):
+                counts = self._tasks[tname]
+                v: dict[str, Any] = {}
+                for kind, times in counts.items():
+                    while times and times[0] < cutoff:
+                        times.popleft()
+                    v[kind] = round(len(times) * 60.0 / span, 2)
+                samples = self._runtimes.get(tname)
+                while samples and samples[0][0] < cutoff:
+                    samples.popleft()
+                ordered = sorted(r for _, r in samples or ())
+                v["runtime_p50"] = _quantile(ordered, 0.5)
+                v["runtime_p95"] = _quantile(ordered, 0.95)
+                out.append(TopRow("task", tname, _fmt(v), v))
+            out.extend(self._failures)
+        return out
+
+
+def sort_rows(rows: Sequence[TopRow], key: str = "name") -> list[TopRow]:
+    """Sections in order (workers, queues, tasks, failures); within a section whose rows have ``key``, the
+    largest first (missing values last, then by name); otherwise by name. Failures stay newest first."""
+    if key not in SORT_KEYS and key not in (
+        "ready",
+        "unacked",
+        "consumers",
+        "rate_in",
+        "rate_out",
+        "active",
+        "processed",
+        "load",
+    ):
+        raise UsageError(f"unknown sort key {key!r}", hint="use one of: " + ", ".join(SORT_KEYS))
+    out: list[TopRow] = []
+    for section in SECTIONS:
+        part = [r for r in rows if r.kind == section]
+        if section != "failure":
+            part.sort(key=lambda r: r.name)
+            if key != "name" and any(key in r.values for r in part):
+                part.sort(key=lambda r: (r.values.get(key) is None, -float(r.values.get(key) or 0)))
+        out.extend(part)
+    return out
+
+
+def filter_rows(rows: Sequence[TopRow], glob: str | None) -> list[TopRow]:
+    """Rows whose name (worker, queue, task name; a failure's task name) matches ``glob``; a pattern without
+    ``*?[`` matches anywhere in the name."""
+    if not glob:
+        return list(rows)
+    pattern = glob if any(c in glob for c in "*?[") else f"*{glob}*"
+    return [r for r in rows if fnmatch.fnmatchcase(r.name, pattern)]
+
+
+def _queue_rows(settings: Settings) -> list[TopRow]:
+    """Task queues from RabbitMQ's management API (remote-control and event queues left out)."""
+    rows: list[TopRow] = []
+    for q in backends.open_management(settings).iter_queues():
+        name = q.queue
+        if name.endswith(".pidbox") or name.startswith(("celeryev.", "taskctl.events.")):
+            continue  # remote-control and event queues, not task queues
+        qv: dict[str, Any] = {
+            "ready": q.ready,
+            "unacked": q.unacked,
+            "consumers": q.consumers,
+            "rate_in": q.rate_in,
+            "rate_out": q.rate_out,
+        }
+        rows.append(TopRow("queue", fmt.bounded(name, 300), _fmt(qv), qv))
+    return rows
+
+
+def snapshot(
+    settings: Settings,
+    *,
+    window: float = 2.0,
+    timeout: float = 1.0,
+    sort: str = "name",
+    glob: str | None = None,
+    failures: int = FAILURES,
+) -> list[TopRow]:
     """One `top` snapshot: workers (remote control), queues (RabbitMQ management API), task rates and
     failures (events received during ``window`` seconds)."""
     if window <= 0:
         raise UsageError("--window must be more than 0")
+    sort_rows([], sort)  # a bad key fails before any waiting
     ins = workers.Inspector(settings, timeout=timeout)
     stats, active = ins.calls(["stats", "active"])
-    rows: list[TopRow] = []
-    queue_rows: list[TopRow] = []
+    agg = Aggregate(window=window, failures=failures)
+    agg.set_workers(stats, active, ins.names(stats, active))
     if ins.control.has_management:
         try:
-            for q in backends.open_management(settings).iter_queues():
-                name = q.queue
-                if name.endswith(".pidbox") or name.startswith(("celeryev.", "taskctl.events.")):
-                    continue  # remote-control and event queues, not task queues
-                qv: dict[str, Any] = {
-                    "ready": q.ready,
-                    "unacked": q.unacked,
-                    "consumers": q.consumers,
-                    "rate_in": q.rate_in,
-                    "rate_out": q.rate_out,
-                }
-                queue_rows.append(TopRow("queue", fmt.bounded(name, 300), _fmt(qv), qv))
+            agg.set_queues(_queue_rows(settings))
         except (UnavailableError, OperationError, NotFoundError) as exc:
             events.warn(f"queues left out: {exc}")
-    per_task: dict[str, dict[str, int]] = {}
-    runtimes: dict[str, list[float]] = {}
-    loads: dict[str, float] = {}
-    failures: list[TopRow] = []
-    names: dict[str, str] = {}
     deadline = time.monotonic() + window
     source = ins.control.events(tick=0.2)
     try:
         for ev in source:
             if ev is not None:
-                f = ev.fields
-                if ev.type == "worker-heartbeat" and isinstance(f.get("loadavg"), list) and f["loadavg"]:
-                    load = f["loadavg"][0]
-                    if isinstance(load, int | float):
-                        loads[ev.hostname] = float(load)
-                given = f.get("name") if isinstance(f.get("name"), str) else None
-                if ev.uuid and given:
-                    names[ev.uuid] = given
-                name = given or (names.get(ev.uuid) if ev.uuid else None) or "?"
-                kind = ev.type.removeprefix("task-")
-                if kind in ("received", "succeeded", "failed", "retried"):
-                    counts = per_task.setdefault(name, {"received": 0, "succeeded": 0, "failed": 0, "retried": 0})
-                    counts[kind] += 1
-                if ev.type == "task-succeeded" and isinstance(f.get("runtime"), int | float):
-                    runtimes.setdefault(name, []).append(float(f["runtime"]))
-                if ev.type == "task-failed":
-                    fv = {"task_id": ev.uuid, "worker": ev.hostname, "exception": f.get("exception")}
-                    failures.append(TopRow("failure", name, _fmt(fv), fv))
+                agg.add(ev)
             if time.monotonic() >= deadline:
                 break
     finally:
         source.close()
-    for wname in ins.names(stats, active):
-        s = fmt.parse_stats(stats.get(wname))
-        up = wname in stats or wname in active
-        wv: dict[str, Any] = {
-            "state": "up" if up else "no reply",
-            "active": len(fmt.parse_tasks(active.get(wname))) if wname in active else None,
-            "processed": s.processed,
-            "load": loads.get(wname),
-        }
-        rows.append(TopRow("worker", wname, _fmt(wv), wv))
-    rows.extend(queue_rows)
-    scale = 60.0 / window
-    for tname in sorted(per_task):
-        c = per_task[tname]
-        v: dict[str, Any] = {k: round(n * scale, 2) for k, n in c.items()}
-        v["runtime_p50"] = _quantile(runtimes.get(tname, []), 0.5)
-        v["runtime_p95"] = _quantile(runtimes.get(tname, []), 0.95)
-        rows.append(TopRow("task", tname, _fmt(v), v))
-    if not per_task:
+    rows = agg.rows()
+    if not agg.task_events_seen:
         events.warn(EVENTS_HINT)
-    rows.extend(failures)
-    return rows
+    return filter_rows(sort_rows(rows, sort), glob)
+
+
+#: seconds between remote-control rounds (workers) and management API reads (queues) in the live view
+WORKERS_EVERY = 5.0
+QUEUES_EVERY = 2.0
+#: seconds before a failed connection is tried again
+RETRY_AFTER = 2.0
+
+
+class Monitor:
+    """The live view's data: Celery's events consumed in one thread, workers and queues polled in another.
+
+    Nothing here raises once started: a broken broker becomes a line in ``problems()`` and is tried again.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout: float = 1.0,
+        failures: int = FAILURES,
+        workers_every: float = WORKERS_EVERY,
+        queues_every: float = QUEUES_EVERY,
+    ) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.workers_every = workers_every
+        self.queues_every = queues_every
+        self.aggregate = Aggregate(failures=failures)
+        self._stop = threading.Event()
+        self._problems: dict[str, str] = {}
+        self._plock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for target, name in ((self._consume, "taskctl-top-events"), (self._poll, "taskctl-top-poll")):
+            th = threading.Thread(target=target, name=name, daemon=True)
+            th.start()
+            self._threads.append(th)
+
+    def stop(self, wait: float = 1.0) -> None:
+        """Ask both threads to end; wait up to ``wait`` s (they are daemons: a stuck call cannot hold the exit)."""
+        self._stop.set()
+        deadline = time.monotonic() + wait
+        for th in self._threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+
+    def rows(self) -> list[TopRow]:
+        return self.aggregate.rows()
+
+    def problems(self) -> list[str]:
+        """One line per failing source (events, workers, queues), plus how to turn task events on."""
+        with self._plock:
+            out = [f"{k}: {v}" for k, v in sorted(self._problems.items())]
+        agg = self.aggregate
+        if (
+            not agg.task_events_seen
+            and agg.clock() - agg.started >= QUIET_HINT_AFTER
+            and "events" not in self._problems
+        ):
+            out.append("no task events: run 'taskctl worker events --enable' or start workers with -E")
+        return out
+
+    def _problem(self, source: str, exc: BaseException | None) -> None:
+        with self._plock:
+            if exc is None:
+                self._problems.pop(source, None)
+            elif isinstance(exc, TaskctlError):
+                self._problems[source] = exc.message
+            else:  # a bug shows as a line, never a traceback over the screen
+                urls = [u for u in (self.settings.broker, self.settings.management_url) if u]
+                self._problems[source] = mask_text(f"internal error: {type(exc).__name__}: {exc}", *urls)
+
+    def _consume(self) -> None:
+        while not self._stop.is_set():
+            try:
+                source = backends.open_control(self.settings).events(tick=0.25)
+                try:
+                    for ev in source:
+                        self._problem("events", None)
+                        if ev is not None:
+                            self.aggregate.add(ev)
+                        if self._stop.is_set():
+                            return
+                finally:
+                    source.close()
+            except Exception as exc:
+                self._problem("events", exc)
+                self._stop.wait(RETRY_AFTER)
+
+    def _poll(self) -> None:
+        next_workers = next_queues = 0.0
+        has_management: bool | None = None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_workers:
+                try:
+                    ins = workers.Inspector(self.settings, timeout=self.timeout)
+                    has_management = ins.control.has_management
+                    stats, active = ins.calls(["stats", "active"])
+                    self.aggregate.set_workers(stats, active, ins.names(stats, active))
+                    self._problem("workers", None)
+                    next_workers = time.monotonic() + self.workers_every
+                except Exception as exc:
+                    self._problem("workers", exc)
+                    next_workers = time.monotonic() + RETRY_AFTER
+            if has_management and now >= next_queues:
+                try:
+                    self.aggregate.set_queues(_queue_rows(self.settings))
+                    self._problem("queues", None)
+                    next_queues = time.monotonic() + self.queues_every
+                except Exception as exc:
+                    self._problem("queues", exc)
+                    next_queues = time.monotonic() + RETRY_AFTER
+            wake = min(next_workers, next_queues if has_management else next_workers)
+            self._stop.wait(max(0.05, wake - time.monotonic()))

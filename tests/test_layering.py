@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "taskctl.transfer": 2,
     "taskctl.workers": 2,
     "taskctl.monitor": 2,
+    "taskctl.topview": 2,
     "taskctl.doctor": 2,
     "taskctl.local": 2,
     "taskctl.localserver": 2,

@@ -180,3 +180,21 @@ class TopRow(Model):
     #: task: received, succeeded, failed, retried (per minute over the window), runtime_p50, runtime_p95 (s);
     #: failure: task_id, worker, exception
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopFrame:
+    """`top` on a terminal: one screen of the live view, as data (taskctl.output draws it)."""
+
+    #: workers, queues, tasks and failures, sorted and filtered
+    rows: tuple[TopRow, ...]
+    #: the broker (masked), refresh interval and the time of this frame
+    title: str
+    #: the key sorting the sections (see taskctl.monitor.SORT_KEYS)
+    sort: str
+    #: the glob rows are filtered by, if any
+    filter: str | None = None
+    #: the glob being typed after "/" (None when not typing)
+    prompt: str | None = None
+    #: one line per failing source or missing feature (a broken broker, events off)
+    problems: tuple[str, ...] = ()
