@@ -21,6 +21,7 @@ BENCHES = [
     ("Broker: drain, purge, move", ["bench/broker_bench.py"]),
     ("Workers: worker list against celery inspect ping", ["bench/worker_bench.py"]),
     ("Bulk results: list, forget, resume", ["bench/bulk_bench.py"]),
+    ("Top: CPU use and refresh latency of the live view", ["bench/top_bench.py"]),
 ]
 
 

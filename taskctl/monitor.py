@@ -192,6 +192,8 @@ class Aggregate:
         #: worker -> state, active, processed, load, seen (our clock), offline (bool)
         self._workers: dict[str, dict[str, Any]] = {}
         self._queues: list[TopRow] = []
+        self._qcache: dict[str, tuple[tuple[int, int], float | None, float | None]] = {}
+        self._appended: dict[str, int] = {}
         self.events_seen = 0
         self.task_events_seen = 0
 
@@ -234,6 +236,7 @@ class Aggregate:
             runtime = f.get("runtime")
             if kind == "succeeded" and isinstance(runtime, int | float) and not isinstance(runtime, bool):
                 self._runtimes.setdefault(name, deque(maxlen=RUNTIME_SAMPLES)).append((t, float(runtime)))
+                self._appended[name] = self._appended.get(name, 0) + 1
             if kind == "failed":
                 fv = {
                     "time": _iso(ev.timestamp),
@@ -262,6 +265,17 @@ class Aggregate:
     def set_queues(self, rows: Sequence[TopRow]) -> None:
         with self._lock:
             self._queues = list(rows)
+
+    def _quantiles(self, name: str, samples: deque[tuple[float, float]] | None) -> tuple[float | None, float | None]:
+        """p50 and p95 of the samples, sorted again only when they changed (an idle view sorts nothing)."""
+        if not samples:
+            return None, None
+        key = (self._appended.get(name, 0), len(samples))  # appends and prunes both change it
+        cached = self._qcache.get(name)
+        if cached is None or cached[0] != key:
+            ordered = sorted(r for _, r in samples)
+            cached = self._qcache[name] = (key, _quantile(ordered, 0.5), _quantile(ordered, 0.95))
+        return cached[1], cached[2]
 
     def rows(self, now: float | None = None) -> list[TopRow]:
         """Workers, queues, tasks (by name) and failures (newest first) as they stand at ``now``."""
@@ -297,9 +311,7 @@ class Aggregate:
                 samples = self._runtimes.get(tname)
                 while samples and samples[0][0] < cutoff:
                     samples.popleft()
-                ordered = sorted(r for _, r in samples or ())
-                v["runtime_p50"] = _quantile(ordered, 0.5)
-                v["runtime_p95"] = _quantile(ordered, 0.95)
+                v["runtime_p50"], v["runtime_p95"] = self._quantiles(tname, samples)
                 out.append(TopRow("task", tname, _fmt(v), v))
             out.extend(self._failures)
         return out

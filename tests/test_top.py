@@ -383,3 +383,31 @@ def test_live_view_ctrl_c_and_a_broken_broker(tmux: Tmux) -> None:
     assert (tmux.root / "before").read_text() == (tmux.root / "after").read_text()
     assert tmux("display", "-p", "-t", "top", "#{alternate_on}").strip() == "0"
     assert "error: interrupted" in tmux.screen()
+
+
+def test_screen_fits_the_terminal_height() -> None:
+    """500 queues on a 30-line terminal: every section still shows, each cut one says how many rows are left."""
+    import io
+
+    from rich.console import Console
+
+    from taskctl.models import TopFrame
+    from taskctl.output.live import fit, top_screen
+
+    assert fit({"worker": 2, "queue": 500, "task": 30, "failure": 10}, 38) == {
+        "worker": 2,
+        "failure": 10,
+        "task": 13,
+        "queue": 13,
+    }
+    rows = [_row("worker", "w@h", state="up", active=1)]
+    rows += [_row("queue", f"q{i:03}", ready=i) for i in range(500)]
+    rows += [_row("task", f"t{i:02}", received=1.0) for i in range(30)]
+    frame = TopFrame(rows=tuple(rows), title="taskctl top", sort="name", problems=("events: cannot connect",))
+    out = io.StringIO()
+    Console(file=out, width=120, height=30).print(top_screen(frame, 30))
+    lines = out.getvalue().splitlines()
+    assert len(lines) <= 30
+    text = out.getvalue()
+    assert "w@h" in text and "q000" in text and "t00" in text and "events: cannot connect" in text
+    assert "more (/ to filter)" in text and "q499" not in text

@@ -85,8 +85,22 @@ def _table(section: str, rows: list[TopRow], sort: str) -> Any:
     return t
 
 
-def top_screen(frame: TopFrame) -> Any:
-    """One frame as a rich renderable: the title line, problems, the filter prompt, then each section."""
+def fit(counts: dict[str, int], lines: int) -> dict[str, int]:
+    """Rows shown per section when LINES lines are left for rows: the small sections whole, the rest an equal
+    share of what remains (a broker with 500 queues still leaves room for the tasks)."""
+    shown: dict[str, int] = {}
+    left = max(0, lines)
+    pending = sorted(counts, key=lambda k: counts[k])
+    for i, section in enumerate(pending):
+        share = left // (len(pending) - i)
+        shown[section] = min(counts[section], share)
+        left -= shown[section]
+    return shown
+
+
+def top_screen(frame: TopFrame, height: int | None = None) -> Any:
+    """One frame as a rich renderable: the title line, problems, the filter prompt, then each section, cut to
+    HEIGHT lines (a section cut short ends with "… N more"): rows past the screen are never drawn."""
     from rich.console import Group
     from rich.text import Text
 
@@ -99,11 +113,18 @@ def top_screen(frame: TopFrame) -> Any:
     parts.extend(Text(escape(p), style="yellow") for p in frame.problems)
     if frame.prompt is not None:
         parts.append(Text(f"filter (glob, Enter to apply, Esc to cancel): /{escape(frame.prompt)}█", style="bold"))
-    for section in SECTION_COLUMNS:
-        rows = [r for r in frame.rows if r.kind == section]
-        if rows or section != "failure":
-            parts.append(Text(""))
-            parts.append(_table(section, rows, frame.sort))
+    by = {s: [r for r in frame.rows if r.kind == s] for s in SECTION_COLUMNS}
+    sections = [s for s in SECTION_COLUMNS if by[s] or s != "failure"]
+    # each section takes a blank line and its header; one more line for "… N more" where cut
+    room = None if height is None else height - len(parts) - 3 * len(sections)
+    shown = fit({s: len(by[s]) for s in sections}, room) if room is not None else {}
+    for section in sections:
+        rows = by[section]
+        keep = shown.get(section, len(rows))
+        parts.append(Text(""))
+        parts.append(_table(section, rows[:keep], frame.sort))
+        if keep < len(rows):
+            parts.append(Text(f"… {len(rows) - keep} more (/ to filter)", style="dim"))
     return Group(*parts)
 
 
@@ -114,7 +135,7 @@ class Screen:
         self._live = live
 
     def show(self, frame: TopFrame) -> None:
-        self._live.update(top_screen(frame), refresh=True)
+        self._live.update(top_screen(frame, self._live.console.size.height), refresh=True)
 
 
 @contextmanager
