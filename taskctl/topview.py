@@ -112,6 +112,8 @@ class Keys:
         assert isinstance(cc, list)
         cc[termios.VMIN] = 1
         cc[termios.VTIME] = 0
+        # Ctrl-Z off: a stopped view would leave the shell on the alternate screen in this mode
+        cc[termios.VSUSP] = b"\x00" if isinstance(cc[termios.VSUSP], bytes) else 0
         termios.tcsetattr(self.fd, termios.TCSANOW, mode)
         return self
 
@@ -145,6 +147,27 @@ def frame(mon: monitor.Monitor, state: ViewState, title: str) -> TopFrame:
 
 
 @contextmanager
+def _exit_on_hangup() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like an exit (128 + signal), so the terminal is restored on the way out."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    saved = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
 def _running(mon: monitor.Monitor) -> Iterator[monitor.Monitor]:
     mon.start()
     try:
@@ -168,7 +191,7 @@ def run(
     title = f"taskctl top · {mask(settings.broker or '')} · every {interval:g}s"
     state = ViewState(sort=sort, filter=glob)
     mon = monitor.Monitor(settings, timeout=timeout, failures=failures)
-    with Keys(sys.stdin.fileno()) as keys, live.live_screen() as screen, _running(mon):
+    with _exit_on_hangup(), Keys(sys.stdin.fileno()) as keys, live.live_screen() as screen, _running(mon):
         next_draw = 0.0
         redraw = True
         while not state.quit:

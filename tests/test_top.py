@@ -411,3 +411,23 @@ def test_screen_fits_the_terminal_height() -> None:
     text = out.getvalue()
     assert "w@h" in text and "q000" in text and "t00" in text and "events: cannot connect" in text
     assert "more (/ to filter)" in text and "q499" not in text
+
+
+def test_live_view_sigterm_restores_the_terminal(tmux: Tmux) -> None:
+    """`kill` (SIGTERM) unwinds like an exit: 143, the terminal mode and main screen restored."""
+    tmux.start([sys.executable, "-m", "taskctl", "--broker", "amqp://guest:guest@127.0.0.1:9//", "top"])
+    tmux.wait_for(lambda s: "sort: name" in s, what="the view")
+    pid = int(tmux("display", "-p", "-t", "top", "#{pane_pid}").strip())
+    child = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    assert len(child) == 1, child
+    subprocess.run(["kill", "-TERM", child[0]], check=True)
+    assert tmux.exit_code() == 143
+    assert (tmux.root / "before").read_text() == (tmux.root / "after").read_text()
+    assert tmux("display", "-p", "-t", "top", "#{alternate_on}").strip() == "0"
+
+
+def test_live_view_usage_errors_come_before_the_screen(tmux: Tmux) -> None:
+    tmux.start([sys.executable, "-m", "taskctl", "top", "--sort", "colour"])
+    assert tmux.exit_code() == 2
+    assert "error: unknown sort key 'colour'" in tmux.screen()
+    assert (tmux.root / "before").read_text() == (tmux.root / "after").read_text()

@@ -104,13 +104,14 @@ def top_screen(frame: TopFrame, height: int | None = None) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    head = Text(escape(frame.title), style="bold")
+    # one line each, cut at the right edge: the height budget below counts them as one
+    head = Text(escape(frame.title), style="bold", no_wrap=True, overflow="ellipsis")
     head.append(f"   sort: {frame.sort}", style="cyan")
     if frame.filter:
         head.append(f"   filter: {escape(frame.filter)}", style="cyan")
     head.append(f"   {KEYS_HELP}", style="dim")
     parts: list[Any] = [head]
-    parts.extend(Text(escape(p), style="yellow") for p in frame.problems)
+    parts.extend(Text(escape(p), style="yellow", no_wrap=True, overflow="ellipsis") for p in frame.problems)
     if frame.prompt is not None:
         parts.append(Text(f"filter (glob, Enter to apply, Esc to cancel): /{escape(frame.prompt)}█", style="bold"))
     by = {s: [r for r in frame.rows if r.kind == s] for s in SECTION_COLUMNS}
