@@ -80,3 +80,15 @@ def note(message: str) -> None:
 def progress(description: str, total: int | None = None) -> AbstractContextManager[ProgressHandle]:
     """Context manager yielding a handle; a progress bar on a terminal's stderr, nothing otherwise."""
     return _progress(description, total)  # type: ignore[return-value]
+
+
+@contextmanager
+def routed(warn: Callable[[str], None], note: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Send warnings (and notes) to WARN while a full-screen view owns the terminal; the handlers come back after."""
+    global _warn, _note
+    saved = _warn, _note
+    _warn, _note = warn, note or _ignore
+    try:
+        yield
+    finally:
+        _warn, _note = saved

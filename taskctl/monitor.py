@@ -413,6 +413,8 @@ WORKERS_EVERY = 5.0
 QUEUES_EVERY = 2.0
 #: seconds before a failed connection is tried again
 RETRY_AFTER = 2.0
+#: seconds a warning stays on the live view's screen
+WARNING_FOR = 10.0
 
 
 class Monitor:
@@ -437,6 +439,7 @@ class Monitor:
         self.aggregate = Aggregate(failures=failures)
         self._stop = threading.Event()
         self._problems: dict[str, str] = {}
+        self._warning: tuple[float, str] | None = None
         self._plock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -457,17 +460,23 @@ class Monitor:
         return self.aggregate.rows()
 
     def problems(self) -> list[str]:
-        """One line per failing source (events, workers, queues), plus how to turn task events on."""
+        """One line per failing source (events, workers, queues), the latest warning for WARNING_FOR seconds,
+        and how to turn task events on."""
+        now = time.monotonic()
         with self._plock:
             out = [f"{k}: {v}" for k, v in sorted(self._problems.items())]
+            events_broken = "events" in self._problems
+            if self._warning is not None and now - self._warning[0] <= WARNING_FOR:
+                out.append(f"warning: {self._warning[1]}")
         agg = self.aggregate
-        if (
-            not agg.task_events_seen
-            and agg.clock() - agg.started >= QUIET_HINT_AFTER
-            and "events" not in self._problems
-        ):
+        if not agg.task_events_seen and agg.clock() - agg.started >= QUIET_HINT_AFTER and not events_broken:
             out.append("no task events: run 'taskctl worker events --enable' or start workers with -E")
         return out
+
+    def warn(self, message: str) -> None:
+        """A warning from a lower layer, shown on the screen instead of stderr (which the screen covers)."""
+        with self._plock:
+            self._warning = (time.monotonic(), fmt.bounded(message, 300))
 
     def _problem(self, source: str, exc: BaseException | None) -> None:
         with self._plock:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from taskctl import backends, monitor
+from taskctl import backends, events, monitor
 from taskctl.models.worker import TopFrame
 from taskctl.output import live
 from taskctl.urls import mask
@@ -191,7 +191,13 @@ def run(
     title = f"taskctl top · {mask(settings.broker or '')} · every {interval:g}s"
     state = ViewState(sort=sort, filter=glob)
     mon = monitor.Monitor(settings, timeout=timeout, failures=failures)
-    with _exit_on_hangup(), Keys(sys.stdin.fileno()) as keys, live.live_screen() as screen, _running(mon):
+    with (
+        _exit_on_hangup(),
+        events.routed(mon.warn),  # stderr is under the screen: warnings go on it, notes nowhere
+        Keys(sys.stdin.fileno()) as keys,
+        live.live_screen() as screen,
+        _running(mon),
+    ):
         next_draw = 0.0
         redraw = True
         while not state.quit:

@@ -431,3 +431,17 @@ def test_live_view_usage_errors_come_before_the_screen(tmux: Tmux) -> None:
     assert tmux.exit_code() == 2
     assert "error: unknown sort key 'colour'" in tmux.screen()
     assert (tmux.root / "before").read_text() == (tmux.root / "after").read_text()
+
+
+def test_warnings_go_on_the_screen_while_it_is_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    """stderr lies under the full screen: a lower layer's warning becomes a status line, notes are dropped."""
+    from taskctl import events
+
+    mon = monitor.Monitor(config.resolve({"broker": tw.BROKER}))  # never started: no connection
+    with events.routed(mon.warn):
+        events.warn("bound workers unknown")
+        events.note("detail")
+    assert "warning: bound workers unknown" in mon.problems()
+    assert capsys.readouterr().err == ""
+    events.warn("after")
+    assert "warning: after" in capsys.readouterr().err
