@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import test_worker as tw
-from conftest import ROOT, port_open, service_missing
+from conftest import REDIS_URL, ROOT, port_open, service_missing
 
 from taskctl import backends, config, monitor
 from taskctl.formats.control import CeleryEvent
@@ -445,3 +445,32 @@ def test_warnings_go_on_the_screen_while_it_is_shown(capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err == ""
     events.warn("after")
     assert "warning: after" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def redis_ev_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tw.Workers]:
+    """A solo worker with task events on, on Redis (events travel on a fanout exchange there)."""
+    if not port_open("127.0.0.1", 6379):
+        service_missing("Redis on 127.0.0.1:6379")
+    w = tw.start_workers(tmp_path_factory.mktemp("top-redis"), REDIS_URL, {"solo": ["-P", "solo", "-E"]})
+    try:
+        yield w
+    finally:
+        tw.stop_workers(w)
+
+
+def test_live_view_on_redis(redis_ev_worker: tw.Workers, tmux: Tmux) -> None:
+    """Redis: the worker row from its replies and heartbeats, the task row from events; no queue section source
+    (no management API), which is not an error."""
+    w = redis_ev_worker
+    tmux.start([sys.executable, "-m", "taskctl", *w.cli, "top", "--interval", "0.5"])
+
+    def busy(screen: str) -> bool:
+        w.send("wk.add", [2, 3], w.queue_solo)
+        return w.solo in screen and bool(_task_line(screen, "wk.add"))
+
+    screen = tmux.wait_for(busy, timeout=45, what="the Redis worker and the wk.add row")
+    worker_line = next(line for line in screen.splitlines() if line.startswith(w.solo))
+    assert " up " in worker_line and "Traceback" not in screen and "cannot" not in screen
+    tmux("send-keys", "-t", "top", "q")
+    assert tmux.exit_code() == 0
