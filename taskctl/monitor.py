@@ -157,6 +157,8 @@ RUNTIME_SAMPLES = 2000
 #: task names tracked; events of further names are counted under OTHER (events are untrusted input)
 MAX_TASK_NAMES = 500
 OTHER = "(other)"
+#: worker hostnames tracked from events; heartbeats of further ones are ignored
+MAX_WORKERS = 1000
 #: failures kept, newest first
 FAILURES = 10
 #: a worker heard from (heartbeat or reply) longer ago than this many seconds shows as NO_REPLY
@@ -215,6 +217,8 @@ class Aggregate:
         with self._lock:
             self.events_seen += 1
             if ev.type.startswith("worker-"):
+                if ev.hostname not in self._workers and len(self._workers) >= MAX_WORKERS:
+                    return
                 w = self._workers.setdefault(ev.hostname, {})
                 w["seen"] = t
                 w["offline"] = ev.type == "worker-offline"

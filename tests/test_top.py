@@ -130,6 +130,9 @@ def test_aggregate_bounds_what_untrusted_events_can_grow() -> None:
     assert w.values == {"state": "up", "active": 3, "processed": 9, "load": 4.04}
     agg.add(_event("worker-heartbeat", loadavg="junk", active="x"))
     assert next(r for r in agg.rows() if r.kind == "worker").values["load"] == 4.04
+    for i in range(monitor.MAX_WORKERS + 10):
+        agg.add(CeleryEvent("worker-heartbeat", f"h{i}", 1.0, None, {}))
+    assert len([r for r in agg.rows() if r.kind == "worker"]) == monitor.MAX_WORKERS
 
 
 # -- real workers --------------------------------------------------------------------------------------------
