@@ -24,16 +24,26 @@ class QueueStats(Model):
 
 @dataclass(frozen=True)
 class BrokerQueue(Model):
-    """`queue list` / `rpc list`: one queue as RabbitMQ's management API reports it."""
+    """`queue list` / `rpc list`: one queue as RabbitMQ's management API (or Redis's bindings) reports it."""
 
-    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "unacked", "consumers", "idle", "type", "expires")
+    columns: ClassVar[tuple[str, ...]] = (
+        "queue",
+        "messages",
+        "unacked",
+        "consumers",
+        "idle",
+        "type",
+        "expires",
+        "exchanges",
+    )
 
     queue: str
     vhost: str
     messages: int
     ready: int
     unacked: int
-    consumers: int
+    #: None where the broker cannot count consumers (Redis)
+    consumers: int | None
     #: ISO-8601 UTC; None while in use
     idle_since: str | None
     idle_seconds: float | None
@@ -49,6 +59,8 @@ class BrokerQueue(Model):
     #: messages per second published to / delivered from the queue (None until it has traffic)
     rate_in: float | None = None
     rate_out: float | None = None
+    #: exchanges bound to the queue (Redis: kombu's bindings; empty from RabbitMQ's queue list)
+    exchanges: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
