@@ -143,3 +143,49 @@ class RpcResult(Model):
     #: the complete original message (body base64, headers, properties, ...)
     message: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class UnackedMessage(Model):
+    """`queue unacked`: a message a worker holds without an ack (Redis ``unacked`` hash), or one of taskctl's own
+    in-flight lists (kind "inflight": a drain or move holding MESSAGES until they are safe elsewhere)."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "kind", "task_id", "task", "age", "overdue", "messages")
+
+    #: the queue a restore puts it back on ("" when nothing is bound to its exchange and routing key)
+    queue: str
+    #: unacked | inflight
+    kind: str
+    task_id: str | None
+    task: str | None
+    #: since delivery (unacked) or since the list's owner started (inflight), e.g. "1h2m"; None when unknown
+    age: str | None
+    age_seconds: float | None
+    #: unacked: past the visibility timeout (lost until a worker restarts); inflight: its owner is gone
+    overdue: bool
+    messages: int
+    #: the delivery tag, or the in-flight list's key
+    tag: str
+    exchange: str
+    routing_key: str
+    #: ISO-8601 UTC of delivery; None when unknown
+    since: str | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoredMessage(Model):
+    """`queue restore`: what happened to one unacked message or in-flight list."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "kind", "task_id", "task", "age", "messages", "action")
+
+    queue: str
+    kind: str
+    task_id: str | None
+    task: str | None
+    age: str | None
+    messages: int
+    #: restored | would restore | gone (acked or restored meanwhile) | no queue bound | unreadable | in use
+    action: str
+    tag: str
+    dry_run: bool = False
