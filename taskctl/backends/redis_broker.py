@@ -17,6 +17,8 @@ published is stored). Needs Redis 6.2 or later (RPOP with a count, BLMOVE). Key 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import time
@@ -30,7 +32,9 @@ from taskctl.backends.base import Delivery, HeldMessage
 from taskctl.backends.kombu_broker import KombuBroker
 from taskctl.backends.kombu_consume import close_channel
 from taskctl.backends.redis_layout import FETCH, RECOVER, RESTORE, SEP, Layout, loads, lookup, message_priority
-from taskctl.backends.redis_layout import parse_member, payload_to_raw, redelivered_payload, to_raw
+from taskctl.backends.redis_layout import ENVELOPE, parse_member, payload_to_raw, redelivered_payload, to_raw
+from taskctl.errors import NotFoundError, UnavailableError
+from taskctl.formats.message import RawMessage
 
 if TYPE_CHECKING:
     from taskctl.models import BrokerQueue
@@ -70,6 +74,41 @@ def _lease_since(lease: bytes | None) -> float | None:
         return float(lease.split()[0]) if lease else None
     except (ValueError, IndexError):
         return None
+
+
+def watched_pool(connection_class: Any, kwargs: dict[str, Any]) -> Any:
+    """A redis-py pool that notes when a connection had to be made again.
+
+    redis-py reconnects without a word when it finds a pooled connection closed by the server between two
+    commands; a consumer must not carry on as if nothing happened when its connection was killed (exit 5)."""
+    import redis
+
+    class WatchedPool(redis.ConnectionPool):
+        def __init__(self) -> None:
+            super().__init__(connection_class=connection_class, **kwargs)
+            self.dropped = False
+            self._seen: set[int] = set()
+
+        def make_connection(self) -> Any:
+            conn = super().make_connection()
+            conn.register_connect_callback(self._on_connect)
+            return conn
+
+        def _on_connect(self, conn: Any) -> None:
+            if id(conn) in self._seen:
+                self.dropped = True
+            self._seen.add(id(conn))
+
+    return WatchedPool()
+
+
+def check_connection(r: Any, what: str) -> None:
+    """UnavailableError when R's connection was dropped by the server (and silently made again) since it opened."""
+    if getattr(r.connection_pool, "dropped", False):
+        raise UnavailableError(
+            f"{what}: the Redis server closed taskctl's connection",
+            hint="messages not yet safe went back to the queue; run the command again to continue",
+        )
 
 
 class RedisBroker(KombuBroker):
@@ -115,7 +154,7 @@ class RedisBroker(KombuBroker):
                             retry_on_timeout=False,
                             retry_on_error=[],
                         )
-                        pool = redis.ConnectionPool(connection_class=base.connection_class, **kwargs)
+                        pool = watched_pool(base.connection_class, kwargs)
                         client = redis.Redis(connection_pool=pool)
                     else:  # sentinel: its own pool finds the master
                         client = redis.Redis(connection_pool=base)
@@ -327,6 +366,16 @@ class RedisBroker(KombuBroker):
                 consumer.close()
 
     @contextmanager
+    def publisher(self, *, window: int = 1000, purpose: str = "publish") -> Iterator[RedisPublisher]:  # type: ignore[override]
+        """LPUSH as kombu publishes, pipelined: ``flush`` returns once Redis stored every message (its confirm)."""
+        with self.client(purpose) as r:
+            pub = RedisPublisher(self, r, window)
+            try:
+                yield pub
+            finally:
+                pub.close()
+
+    @contextmanager
     def getter(self, queue: str, purpose: str = "get") -> Iterator[RedisGetter]:  # type: ignore[override]
         """One message at a time (never waits), through the same in-flight list as consume."""
         with self.consume(queue, prefetch=1_000_000, purpose=purpose) as consumer:
@@ -373,11 +422,13 @@ class RedisConsumer:
             return self.pending.popleft()
         deadline = time.monotonic() + timeout
         with self.broker.op(f"consume {self.queue!r}"):
+            check_connection(self.r, f"consume {self.queue!r}")
             while True:
                 room = min(self.prefetch - len(self._unacked), FETCH_MAX)
                 if room > 0:
                     items = self._fetch_script(keys=self._keys, args=[room, LEASE_MS, self.lease_value])
                     self._leased_at = time.monotonic()
+                    check_connection(self.r, f"consume {self.queue!r}")
                     if items:
                         return self._take(items)
                 left = deadline - time.monotonic()
@@ -401,6 +452,7 @@ class RedisConsumer:
         if n:
             with self.broker.op(f"ack on {self.queue!r}"):
                 self.r.ltrim(self.inflight, 0, -(n + 1))
+                check_connection(self.r, f"ack on {self.queue!r}")
                 if time.monotonic() - self._leased_at > LEASE_REFRESH:
                     self._refresh()
         return n
@@ -442,3 +494,77 @@ class RedisGetter:
     def ack_upto(self, delivery: Delivery) -> int:
         return self.consumer.ack_upto(delivery)
 
+
+
+class RedisPublisher:
+    """kombu's publish (the same JSON envelope, LPUSH into the priority list) in pipelines of up to WINDOW messages.
+
+    A message is confirmed once the pipeline that carries it has run: Redis stored it (kombu's own publish is
+    one synchronous LPUSH per message). An exchange routes as kombu routes one it has not seen declared: direct,
+    to the queues bound with the routing key; nothing bound is an error, never a silent drop."""
+
+    def __init__(self, broker: RedisBroker, r: Any, window: int) -> None:
+        self.broker, self.r, self.window = broker, r, max(1, window)
+        self.sent = 0
+        self._confirmed = 0
+        self._pipe = r.pipeline(transaction=False)
+        self._queued = 0
+        self._routes: dict[tuple[str, str], list[str]] = {}
+
+    @property
+    def confirmed(self) -> int:
+        return self._confirmed
+
+    def _route(self, exchange: str, routing_key: str) -> list[str]:
+        key = (exchange, routing_key)
+        queues = self._routes.get(key)
+        if queues is None:
+            if not exchange:
+                queues = [routing_key]
+            else:
+                with self.broker.op(f"exchange {exchange!r}"):
+                    members = self.r.smembers(self.broker.layout.binding_key(exchange))
+                queues = lookup(exchange, routing_key, [row for m in members if (row := parse_member(m)) is not None])
+            if not queues:
+                raise NotFoundError(
+                    f"publish failed: unroutable: nothing bound to exchange {exchange!r} routing key {routing_key!r}",
+                    hint="the source messages were not acked and stay where they were",
+                )
+            self._routes[key] = queues
+        return queues
+
+    def check_destination(self, exchange: str, routing_key: str) -> None:
+        self._route(exchange, routing_key)
+
+    def publish(self, raw: RawMessage, exchange: str, routing_key: str) -> None:
+        props = {k: v for k, v in raw.properties.items() if k not in ENVELOPE}
+        props.setdefault("priority", 0)
+        props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
+        props["body_encoding"] = "base64"
+        props["delivery_tag"] = str(uuid.uuid4())
+        envelope = {
+            "body": base64.b64encode(raw.body).decode("ascii"),
+            "content-encoding": raw.content_encoding,
+            "content-type": raw.content_type,
+            "headers": dict(raw.headers or {}),
+            "properties": props,
+        }
+        data = json.dumps(envelope, default=str)
+        pri = message_priority(envelope)
+        for q in self._route(exchange, routing_key):
+            self._pipe.lpush(self.broker.layout.queue_key(q, pri), data)
+        self.sent += 1
+        self._queued += 1
+        if self._queued >= self.window:
+            self.flush()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Run the pipeline: every message published so far is stored (or an error, and none counts as confirmed)."""
+        if self._queued:
+            with self.broker.op("publish"):
+                self._pipe.execute()
+            self._queued = 0
+        self._confirmed = self.sent
+
+    def close(self) -> None:
+        self._pipe.reset()
