@@ -226,7 +226,9 @@ def test_sigkill_drain_to_stdout_loses_nothing(
     ids = fill(broker(redis_url), q, 20_000)
     out = tmp_path / "stdout.jsonl"
     with out.open("wb") as fh:
-        p = subprocess.Popen([*taskctl_cmd, "queue", "drain", "--yes", q, "-o", "jsonl", "--broker", redis_url], stdout=fh)
+        p = subprocess.Popen(
+            [*taskctl_cmd, "queue", "drain", "--yes", q, "-o", "jsonl", "--broker", redis_url], stdout=fh
+        )
         try:
             wait_for(lambda: count_lines(out) >= 6_000 or p.poll() is not None)
         finally:

@@ -137,7 +137,9 @@ def test_unacked_shows_what_a_dead_worker_holds(run: Any, redis_url: str, q: str
         assert row["kind"] == "unacked" and row["queue"] == q and row["task"] == "app.work"
         assert row["overdue"] is False and 0 <= row["age_seconds"] < 60 and row["exchange"] == q
     # past the visibility timeout (a transport option, as Celery's broker_transport_options)
-    Path("taskctl.toml").write_text(f'[default]\nbroker = "{redis_url}"\n[default.transport_options]\nvisibility_timeout = 1\n')
+    Path("taskctl.toml").write_text(
+        f'[default]\nbroker = "{redis_url}"\n[default.transport_options]\nvisibility_timeout = 1\n'
+    )
     time.sleep(1.2)
     late = run("queue", "unacked", q, "-o", "json").json
     assert [row["overdue"] for row in late] == [True, True]
@@ -166,7 +168,9 @@ def test_restore_puts_them_back_at_the_consuming_end_as_kombu_does(
     assert [m["message"]["redelivered"] for m in peek] == [True, True, False, False]
 
 
-def test_restore_is_safe_while_workers_restore_too(redis_url: str, rc: redis.Redis, q: str, taskctl_cmd: list[str]) -> None:
+def test_restore_is_safe_while_workers_restore_too(
+    redis_url: str, rc: redis.Redis, q: str, taskctl_cmd: list[str]
+) -> None:
     """taskctl and kombu's own restore (a worker's sweep, visibility timeout 0) race over 300 messages: each ends
     up in the queue exactly once and nothing stays in unacked."""
     n = 300
@@ -232,7 +236,9 @@ def test_inflight_lists_are_listed_and_restored_when_their_owner_is_gone(
     with b.consume(q, prefetch=100) as c:
         taken = [c.next(1) for _ in range(10)]
         assert all(taken)
-        rows = [x for x in run("queue", "unacked", q, "-o", "json", "--broker", redis_url).json if x["kind"] == "inflight"]
+        rows = [
+            x for x in run("queue", "unacked", q, "-o", "json", "--broker", redis_url).json if x["kind"] == "inflight"
+        ]
         assert [(x["messages"], x["overdue"]) for x in rows] == [(30, False)]  # moved in one step, 10 handed over
         live = run("queue", "restore", q, "--older-than", "0", "--yes", "-o", "json", "--broker", redis_url)
         assert live.json == [], "a running drain's list is left alone"

@@ -31,8 +31,21 @@ from typing import TYPE_CHECKING, Any
 from taskctl.backends.base import Delivery, HeldMessage
 from taskctl.backends.kombu_broker import KombuBroker
 from taskctl.backends.kombu_consume import close_channel
-from taskctl.backends.redis_layout import FETCH, RECOVER, RESTORE, SEP, Layout, loads, lookup, message_priority
-from taskctl.backends.redis_layout import ENVELOPE, parse_member, payload_to_raw, redelivered_payload, to_raw
+from taskctl.backends.redis_layout import (
+    ENVELOPE,
+    FETCH,
+    RECOVER,
+    RESTORE,
+    SEP,
+    Layout,
+    loads,
+    lookup,
+    message_priority,
+    parse_member,
+    payload_to_raw,
+    redelivered_payload,
+    to_raw,
+)
 from taskctl.errors import NotFoundError, UnavailableError
 from taskctl.formats.message import RawMessage
 
@@ -91,7 +104,7 @@ def watched_pool(connection_class: Any, kwargs: dict[str, Any]) -> Any:
 
         def make_connection(self) -> Any:
             conn = super().make_connection()
-            conn.register_connect_callback(self._on_connect)
+            conn.register_connect_callback(self._on_connect)  # type: ignore[no-untyped-call]
             return conn
 
         def _on_connect(self, conn: Any) -> None:
@@ -251,7 +264,9 @@ class RedisBroker(KombuBroker):
             yield from self._unacked(r, queue, table)
             yield from self._inflight(r, queue)
 
-    def _unacked(self, r: Any, queue: str | None, table: dict[str, list[tuple[str, str, str]]]) -> Iterator[HeldMessage]:
+    def _unacked(
+        self, r: Any, queue: str | None, table: dict[str, list[tuple[str, str, str]]]
+    ) -> Iterator[HeldMessage]:
         lay = self.layout
         now = time.time()
         batch: list[tuple[bytes, bytes]] = []
@@ -303,7 +318,16 @@ class RedisBroker(KombuBroker):
             n, first, lease = pipe.execute()
             raw = to_raw(first)[0] if first is not None else None
             yield HeldMessage(
-                "inflight", key, (q,), raw, _lease_since(lease), _owner_gone(lease), "", q, int(n or 0), stored=lease or b""
+                "inflight",
+                key,
+                (q,),
+                raw,
+                _lease_since(lease),
+                _owner_gone(lease),
+                "",
+                q,
+                int(n or 0),
+                stored=lease or b"",
             )
 
     def restore_held(self, item: HeldMessage) -> str:
@@ -354,7 +378,9 @@ class RedisBroker(KombuBroker):
     # -- taking -------------------------------------------------------------------------------------------------
 
     @contextmanager
-    def consume(self, queue: str, *, prefetch: int = 1000, purpose: str = "drain") -> Iterator[RedisConsumer]:
+    def consume(  # type: ignore[override]
+        self, queue: str, *, prefetch: int = 1000, purpose: str = "drain"
+    ) -> Iterator[RedisConsumer]:
         """Atomic moves into an in-flight list of this run; orphaned lists of QUEUE go back first."""
         with self.client(f"{purpose} {queue}") as r:
             with self.op(f"recover in-flight messages of {queue!r}"):
@@ -493,7 +519,6 @@ class RedisGetter:
 
     def ack_upto(self, delivery: Delivery) -> int:
         return self.consumer.ack_upto(delivery)
-
 
 
 class RedisPublisher:

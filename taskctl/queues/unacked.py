@@ -31,7 +31,7 @@ def age_text(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     s = max(0, int(seconds))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if s >= size or (unit == "s" and not parts):
             parts.append(f"{s // size}{unit}")
