@@ -257,6 +257,31 @@ def test_inflight_lists_are_listed_and_restored_when_their_owner_is_gone(
     assert ids == [f"{q}-{i:02d}" for i in range(5, 30)], "back at the consuming end, in order"
 
 
+def test_a_stalled_run_whose_list_was_put_back_stops_instead_of_acking_blind(
+    run: Any, redis_url: str, rc: redis.Redis, q: str
+) -> None:
+    """If another run put this run's in-flight list back (its lease ran out), acking by count would drop messages
+    not yet safe: the ack refuses (exit 1 for a command) and every message is still in the queue."""
+    from taskctl.errors import OperationError
+
+    b = backends.broker_class(redis_url).from_url(redis_url)
+    with b.publisher() as pub:
+        for i in range(20):
+            pub.publish(build_task_message("app.add", [i], {}, task_id=f"{q}-{i:02d}", queue=q), "", q)
+        pub.flush()
+    with b.consume(q, prefetch=100) as c:
+        first = c.next(1)
+        assert first is not None
+        rc.delete(c.lease)  # as if it had run out
+        done = run("queue", "restore", q, "--yes", "-o", "json", "--broker", redis_url).json
+        assert [x["action"] for x in done] == ["restored"]
+        with pytest.raises(OperationError, match="put back by another run"):
+            c.ack_upto(first)
+    assert sorted(ids_of(run("queue", "peek", q, "-n", "100", "-o", "json", "--broker", redis_url).json)) == [
+        f"{q}-{i:02d}" for i in range(20)
+    ]
+
+
 def test_global_keyprefix(run: Any, redis_url: str, rc: redis.Redis, q: str, tmp_path: Path) -> None:
     """Keys carry kombu's global_keyprefix: list, peek, unacked, restore and drain all find them."""
     declare_and_send(redis_url, q, [(f"{q}-{i}", 0) for i in range(3)], prefix="pfx:")

@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import deque
@@ -32,6 +33,7 @@ from taskctl.backends.base import Delivery, HeldMessage
 from taskctl.backends.kombu_broker import KombuBroker
 from taskctl.backends.kombu_consume import close_channel
 from taskctl.backends.redis_layout import (
+    ACK,
     ENVELOPE,
     FETCH,
     RECOVER,
@@ -46,13 +48,13 @@ from taskctl.backends.redis_layout import (
     redelivered_payload,
     to_raw,
 )
-from taskctl.errors import NotFoundError, UnavailableError
+from taskctl.errors import NotFoundError, OperationError, UnavailableError
 from taskctl.formats.message import RawMessage
 
 if TYPE_CHECKING:
     from taskctl.models import BrokerQueue
 
-#: an in-flight list's lease: refreshed every LEASE_REFRESH s while its consumer runs
+#: an in-flight list's lease: refreshed every LEASE_REFRESH s by a thread while its consumer is open
 LEASE_MS = 30_000
 LEASE_REFRESH = 5.0
 #: messages moved into the in-flight list per script call
@@ -424,16 +426,24 @@ class RedisConsumer:
         #: (sequence, stored bytes) of every message moved in and not acked, oldest first (the list's right end)
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._seq = 0
-        self._leased_at = 0.0
         with broker.op(f"consume {queue!r}"):
             self._fetch_script = r.register_script(FETCH)
-            self._refresh()
+            self._ack_script = r.register_script(ACK)
+            pipe = r.pipeline(transaction=True)
+            pipe.set(self.lease, self.lease_value, px=LEASE_MS).sadd(lay.inflight_set, self.inflight)
+            pipe.execute()
+        self._stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_lease, name=f"lease {self.inflight}", daemon=True)
+        self._keeper.start()
 
-    def _refresh(self) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.set(self.lease, self.lease_value, px=LEASE_MS).sadd(self.broker.layout.inflight_set, self.inflight)
-        pipe.execute()
-        self._leased_at = time.monotonic()
+    def _keep_lease(self) -> None:
+        """The lease lasts while this process does (a drain blocked on a slow pipe keeps its messages); a killed
+        process stops refreshing it, and on this host its list is put back at once (its pid is gone)."""
+        while not self._stop.wait(LEASE_REFRESH):
+            try:
+                self.r.set(self.lease, self.lease_value, px=LEASE_MS)
+            except Exception:
+                pass  # the consuming thread sees a broken connection itself
 
     def _take(self, items: list[bytes]) -> Delivery:
         for item in items:
@@ -453,7 +463,6 @@ class RedisConsumer:
                 room = min(self.prefetch - len(self._unacked), FETCH_MAX)
                 if room > 0:
                     items = self._fetch_script(keys=self._keys, args=[room, LEASE_MS, self.lease_value])
-                    self._leased_at = time.monotonic()
                     check_connection(self.r, f"consume {self.queue!r}")
                     if items:
                         return self._take(items)
@@ -471,16 +480,22 @@ class RedisConsumer:
     def ack_upto(self, delivery: Delivery) -> int:
         """Remove DELIVERY and every message moved in before it from the in-flight list; how many."""
         unacked = self._unacked
+        held = len(unacked)
         n = 0
-        while unacked and unacked[0][0] <= delivery.tag:  # type: ignore[operator]
-            unacked.popleft()
+        while n < held and unacked[n][0] <= delivery.tag:  # type: ignore[operator]
             n += 1
         if n:
             with self.broker.op(f"ack on {self.queue!r}"):
-                self.r.ltrim(self.inflight, 0, -(n + 1))
+                left = self._ack_script(keys=[self.inflight, self.lease], args=[n, held, self.lease_value, LEASE_MS])
                 check_connection(self.r, f"ack on {self.queue!r}")
-                if time.monotonic() - self._leased_at > LEASE_REFRESH:
-                    self._refresh()
+            if left == -1:
+                raise OperationError(
+                    f"ack on {self.queue!r}: this run's in-flight messages were put back by another run "
+                    "(the lease ran out while this one stalled)",
+                    hint="the messages it holds are back in the queue too (duplicates in the output); run it again",
+                )
+            for _ in range(n):
+                unacked.popleft()
         return n
 
     def ack_one(self, delivery: Delivery) -> None:
@@ -497,6 +512,8 @@ class RedisConsumer:
 
         After a dropped connection the client connects again for this; if Redis cannot be reached the list
         stays, and the next run (or ``queue restore``) puts it back once this process is gone."""
+        self._stop.set()
+        self._keeper.join(timeout=2.0)
         lay = self.broker.layout
         keys = [self.inflight, lay.inflight_set, self.lease]
         steps = ",".join(str(s) for s in lay.steps)

@@ -214,6 +214,17 @@ end
 return out
 """
 
+#: Acks the ARGV[1] oldest messages of in-flight list KEYS[1] (its right end) and refreshes lease KEYS[2] to ARGV[4]
+#: ms with value ARGV[3], only if the list still holds the ARGV[2] messages its consumer put there: -1 when it was
+#: put back meanwhile (its consumer stalled past the lease), and trimming by count would drop messages not yet safe.
+ACK = """
+local len = redis.call('LLEN', KEYS[1])
+if len ~= tonumber(ARGV[2]) then return -1 end
+redis.call('LTRIM', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+return len - tonumber(ARGV[1])
+"""
+
 #: Puts in-flight list KEYS[1] back at the consuming end of its queue, each message into its priority list, and
 #: deletes it, in one step; refused (-1) while lease KEYS[3] exists unless ARGV[4] is "force". KEYS[2]: the set
 #: of in-flight lists. ARGV[1]: the queue's key (prefix + name), ARGV[2]: the priority separator, ARGV[3]: the
