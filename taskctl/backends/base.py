@@ -6,7 +6,7 @@ Capabilities are class attributes documented with ``#:``. Every SDK exception is
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -358,7 +358,9 @@ class HoldsUnacked(Protocol):
     visibility_timeout: float
 
     def held(self, queue: str | None = None) -> Iterator[HeldMessage]: ...  # unacked, then in-flight lists
-    def restore_held(self, item: HeldMessage) -> str: ...  # restored | gone | no queue bound | in use
+    def restore_held(  # (item, restored | gone | no queue bound | unreadable | in use), in order
+        self, items: Iterable[HeldMessage]
+    ) -> Iterator[tuple[HeldMessage, str]]: ...
 
 
 class Management(Protocol):

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -332,11 +332,15 @@ class RedisBroker(KombuBroker):
                 stored=lease or b"",
             )
 
-    def restore_held(self, item: HeldMessage) -> str:
-        """Put ITEM back on its queue(s) at the consuming end as kombu's restore does, in one step that checks it is
-        still there: restored | gone (acked or restored meanwhile) | no queue bound | unreadable | in use."""
-        with self.client("restore") as r, self.op(f"restore {item.tag!r}"):
-            return self._restore(r, item)
+    def restore_held(self, items: Iterable[HeldMessage]) -> Iterator[tuple[HeldMessage, str]]:
+        """Put each item back on its queue(s) at the consuming end as kombu's restore does, in one step that checks
+        it is still there, on one connection: (item, restored | gone (acked or restored meanwhile) | no queue bound
+        | unreadable | in use)."""
+        with self.client("restore") as r:
+            for item in items:
+                with self.op(f"restore {item.tag!r}"):
+                    action = self._restore(r, item)
+                yield item, action
 
     def _restore(self, r: Any, item: HeldMessage) -> str:
         lay = self.layout

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, cast
 
 from taskctl import backends
@@ -105,7 +105,8 @@ def restore(
         raise UsageError("--older-than must not be negative")
     limit = broker.visibility_timeout if older_than is None else older_than
     now = time.time()
-    for item in list(broker.held()):
+    chosen: list[HeldMessage] = []
+    for item in broker.held():
         if not _matches(item, queue):
             continue
         if item.kind == "unacked":
@@ -113,15 +114,13 @@ def restore(
                 continue
         elif not item.overdue:
             continue  # an in-flight list whose drain or move still runs
+        chosen.append(item)
+    if dry_run:
+        done: Iterable[tuple[HeldMessage, str]] = ((item, _would(item)) for item in chosen)
+    else:
+        done = broker.restore_held(chosen)
+    for item, action in done:
         row = _row(item, now)
-        if dry_run:
-            action = "would restore"
-            if item.kind == "unacked" and item.raw is None:
-                action = "unreadable"
-            elif not item.queues:
-                action = "no queue bound"
-        else:
-            action = broker.restore_held(item)
         yield RestoredMessage(
             queue=row.queue,
             kind=item.kind,
@@ -133,3 +132,11 @@ def restore(
             tag=item.tag,
             dry_run=dry_run,
         )
+
+
+def _would(item: HeldMessage) -> str:
+    if item.kind == "unacked" and item.raw is None:
+        return "unreadable"
+    if not item.queues:
+        return "no queue bound"
+    return "would restore"
