@@ -322,6 +322,24 @@ def test_moved_messages_are_what_kombu_reads(run: Any, redis_url: str, rc: redis
         rc.delete(dst, *(f"{dst}{SEP}{p}" for p in (3, 6, 9)))
 
 
+def test_a_bad_item_in_the_list_never_stops_peek_or_drain(run: Any, redis_url: str, rc: redis.Redis, q: str) -> None:
+    """Stored data is untrusted: bytes that are not kombu's envelope are shown and drained as their raw bytes."""
+    declare_and_send(redis_url, q, [(f"{q}-0", 0)])
+    rc.lpush(q, b"\xff\x00 not json", b'{"body": 5, "properties": "x"}', b"[" * 100_000)
+    declare_and_send(redis_url, q, [(f"{q}-1", 0)])
+    peek = run("queue", "peek", q, "-o", "json", "--broker", redis_url)
+    assert peek.exit_code == 0, peek.stderr
+    assert len(peek.json) == 5 and peek.json[0]["task_id"] == f"{q}-0" and peek.json[-1]["task_id"] == f"{q}-1"
+    out = Path("bad.jsonl")
+    d = run("queue", "drain", q, "--yes", "--file", str(out), "--idle", "0.3", "--broker", redis_url)
+    assert d.exit_code == 0, d.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 5 and rc.llen(q) == 0
+    import base64
+
+    assert base64.b64decode(lines[1]["message"]["body"]) == b"\xff\x00 not json"
+
+
 def test_unacked_needs_redis(run: Any) -> None:
     r = run("queue", "unacked", "--broker", "amqp://guest:guest@127.0.0.1:5672//")
     assert r.exit_code == 2 and "Redis" in r.stderr and "Traceback" not in r.stderr
