@@ -189,7 +189,7 @@ def _client_kill(r: redis.Redis, name: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(8))
 def test_client_kill_mid_drain_exits_5_and_loses_nothing(
     names: list[str], redis_url: str, rc: redis.Redis, run: Any, taskctl_cmd: list[str], tmp_path: Path, seed: int
 ) -> None:
@@ -237,5 +237,28 @@ def test_sigkill_drain_to_stdout_loses_nothing(
     assert count_lines(out) < 20_000, "drain finished before the kill"
     finish(run, redis_url, q, out)
     got = Counter(file_ids(out))
+    assert set(got) == ids, f"lost {len(ids - set(got))}"
+    assert sum(got.values()) - len(got) <= PREFETCH
+
+
+def test_sigkill_requeue_from_queue_loses_nothing(
+    names: list[str], redis_url: str, rc: redis.Redis, run: Any, taskctl_cmd: list[str], tmp_path: Path
+) -> None:
+    src, dst = names
+    ids = fill(broker(redis_url), src, 20_000)
+    p = subprocess.Popen(
+        [*taskctl_cmd, "task", "requeue", "--from", src, "--to", dst, "--yes", "-o", "jsonl", "--broker", redis_url],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: rc.llen(dst) >= 3_000 or p.poll() is not None)
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    assert rc.llen(dst) < 20_000, "requeue finished before the kill"
+    out_src, out_dst = tmp_path / "src.jsonl", tmp_path / "dst.jsonl"
+    finish(run, redis_url, src, out_src)
+    finish(run, redis_url, dst, out_dst)
+    got = Counter(file_ids(out_src) + file_ids(out_dst))
     assert set(got) == ids, f"lost {len(ids - set(got))}"
     assert sum(got.values()) - len(got) <= PREFETCH

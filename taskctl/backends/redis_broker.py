@@ -48,7 +48,7 @@ from taskctl.backends.redis_layout import (
     redelivered_payload,
     to_raw,
 )
-from taskctl.errors import NotFoundError, OperationError, UnavailableError
+from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
 from taskctl.formats.message import RawMessage
 
 if TYPE_CHECKING:
@@ -138,7 +138,13 @@ class RedisBroker(KombuBroker):
         super().__init__(url, transport_options)
         self.scheme = "redis"  # rediss://, sentinel://
         self.acks, self.missing_is_empty, self.returns_in_place = True, True, False
-        self.layout = Layout.from_options(self.transport_options)
+        try:
+            self.layout = Layout.from_options(self.transport_options)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"bad Redis transport option: {exc}",
+                hint="priority_steps is a list of integers, visibility_timeout a number of seconds",
+            ) from None
         self.visibility_timeout = self.layout.visibility_timeout
 
     @classmethod
