@@ -282,6 +282,21 @@ def test_a_stalled_run_whose_list_was_put_back_stops_instead_of_acking_blind(
     ]
 
 
+def test_what_a_run_did_not_ack_goes_back_to_its_priority_list_in_order(
+    run: Any, redis_url: str, rc: redis.Redis, q: str
+) -> None:
+    declare_and_send(redis_url, q, [("a9", 9), ("b0", 0), ("c3", 3), ("d0", 0), ("e9", 9), ("f6", 6)])
+    order = ["b0", "d0", "c3", "f6", "a9", "e9"]
+    b = backends.broker_class(redis_url).from_url(redis_url)
+    with b.consume(q, prefetch=100) as c:
+        got = [c.next(1) for _ in range(6)]
+        assert [d.raw.headers["id"] for d in got if d] == order
+        assert rc.llen(q) == 0 and rc.llen(c.inflight) == 6
+        c.ack_upto(got[0])  # b0 is safe; the rest go back
+    assert ids_of(run("queue", "peek", q, "-o", "json", "--broker", redis_url).json) == order[1:]
+    assert (rc.llen(q), rc.llen(f"{q}{SEP}3"), rc.llen(f"{q}{SEP}6"), rc.llen(f"{q}{SEP}9")) == (1, 1, 1, 2)
+
+
 def test_global_keyprefix(run: Any, redis_url: str, rc: redis.Redis, q: str, tmp_path: Path) -> None:
     """Keys carry kombu's global_keyprefix: list, peek, unacked, restore and drain all find them."""
     declare_and_send(redis_url, q, [(f"{q}-{i}", 0) for i in range(3)], prefix="pfx:")

@@ -496,8 +496,9 @@ class RedisConsumer:
             n += 1
         if n:
             with self.broker.op(f"ack on {self.queue!r}"):
-                left = self._ack_script(keys=[self.inflight, self.lease], args=[n, held, self.lease_value, LEASE_MS])
+                # a connection dropped before the ack: ack nothing (one dropped during it is seen by the next fetch)
                 check_connection(self.r, f"ack on {self.queue!r}")
+                left = self._ack_script(keys=[self.inflight, self.lease], args=[n, held, self.lease_value, LEASE_MS])
             if left == -1:
                 raise OperationError(
                     f"ack on {self.queue!r}: this run's in-flight messages were put back by another run "
