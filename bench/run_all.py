@@ -19,6 +19,7 @@ BENCHES = [
     ("Start-up", ["bench/startup.py"]),
     ("Result tree walk and forget", ["bench/tree_bench.py", "--rss"]),
     ("Broker: drain, purge, move", ["bench/broker_bench.py"]),
+    ("Redis broker: loss-free drain against a bare BRPOP loop and kombu's consumer", ["bench/redis_bench.py"]),
     ("Workers: worker list against celery inspect ping", ["bench/worker_bench.py"]),
     ("Bulk results: list, forget, resume", ["bench/bulk_bench.py"]),
     ("Top: CPU use and refresh latency of the live view", ["bench/top_bench.py"]),

@@ -6,7 +6,7 @@ Capabilities are class attributes documented with ``#:``. Every SDK exception is
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -256,6 +256,33 @@ class Delivery:
     tag: object
 
 
+@dataclass(frozen=True)
+class HeldMessage:
+    """Taken from a queue and not acknowledged: in kombu's Redis ``unacked`` hash (a worker holds it), or one of
+    taskctl's in-flight lists (a drain or move holds its messages there until they are safe elsewhere)."""
+
+    #: "unacked" (a worker's) or "inflight" (taskctl's own list)
+    kind: str
+    #: the delivery tag, or the in-flight list's key
+    tag: str
+    #: the queues a restore puts it back on (empty: nothing bound to its exchange and routing key)
+    queues: tuple[str, ...]
+    #: the message (unacked), the first one of the list (inflight); None when the stored value is unreadable
+    raw: RawMessage | None
+    #: when it was delivered (unacked_index) or the list was last fetched into, epoch seconds; None if unknown
+    since: float | None
+    #: unacked: past the visibility timeout; inflight: its lease ran out (its owner is gone)
+    overdue: bool
+    exchange: str = ""
+    routing_key: str = ""
+    #: messages held: 1, or the in-flight list's length
+    messages: int = 1
+    #: why it cannot be decoded or restored as it is
+    problem: str | None = None
+    #: the stored value as read: a restore goes ahead only if it is still this
+    stored: bytes = b""
+
+
 class Getter(Protocol):
     """``basic_get`` one message at a time; anything not acked returns to the queue when the getter closes."""
 
@@ -302,6 +329,8 @@ class Broker(Protocol):
     returns_in_place: bool
     #: the broker lists its own queues (``iter_queues``): Redis from kombu's bindings, SQS by ListQueues
     lists_queues: bool
+    #: unacked messages are readable data that can be put back (``held``/``restore_held``: Redis)
+    holds_unacked: bool
     scheme: str
     url: str
     masked_url: str
@@ -320,6 +349,18 @@ class Broker(Protocol):
     ) -> AbstractContextManager[Consumer]: ...
     def publisher(self, *, window: int = 1000, purpose: str = "publish") -> AbstractContextManager[Publisher]: ...
     def iter_queues(self) -> Iterator[BrokerQueue]: ...  # every queue (only where lists_queues)
+
+
+class HoldsUnacked(Protocol):
+    """A broker whose unacked messages are data a client can read and put back (kombu's Redis transport)."""
+
+    #: seconds after which kombu's workers restore an unacked message
+    visibility_timeout: float
+
+    def held(self, queue: str | None = None) -> Iterator[HeldMessage]: ...  # unacked, then in-flight lists
+    def restore_held(  # (item, restored | gone | no queue bound | unreadable | in use), in order
+        self, items: Iterable[HeldMessage]
+    ) -> Iterator[tuple[HeldMessage, str]]: ...
 
 
 class Management(Protocol):

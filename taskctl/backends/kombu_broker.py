@@ -67,6 +67,8 @@ class KombuBroker:
     returns_in_place: bool
     #: the broker lists its own queues (subclasses for Redis and SQS); RabbitMQ: the management API
     lists_queues: bool = False
+    #: unacked messages can be read and put back (RedisBroker)
+    holds_unacked: bool = False
 
     def __init__(self, url: str, transport_options: dict[str, Any] | None = None) -> None:
         self.url = url
@@ -207,11 +209,6 @@ class KombuBroker:
             self.stats(queue, conn)
             ch = self.channel(conn)
             out: list[Delivery] = []
-            if self.scheme == "redis":
-                try:
-                    return self._redis_peek(ch, queue, limit)
-                finally:
-                    close_channel(ch)
             try:
                 with self.op(f"peek {queue!r}"):
                     while len(out) < limit:
@@ -234,22 +231,6 @@ class KombuBroker:
                 yield Getter(self, ch, queue)
             finally:
                 close_channel(ch)
-
-    def _redis_peek(self, ch: Any, queue: str, limit: int) -> list[Delivery]:
-        """LRANGE from the consuming end: a Redis peek that moves nothing (basic_get would reorder on return)."""
-        import json
-
-        from kombu.transport.virtual.base import Message
-
-        out: list[Delivery] = []
-        with self.op(f"peek {queue!r}"), ch.conn_or_acquire() as client:
-            for pri in ch.priority_steps:
-                if len(out) >= limit:
-                    break
-                items = client.lrange(ch._q_for_pri(queue, pri), -(limit - len(out)), -1)
-                for item in reversed(items):
-                    out.append(to_delivery(Message(json.loads(item), channel=ch), False))  # type: ignore[no-untyped-call]
-        return out
 
     def iter_queues(self) -> Iterator[BrokerQueue]:
         """Only adapters with ``lists_queues`` list queues; RabbitMQ's list is the management API's."""

@@ -44,7 +44,9 @@ def list_(
 ) -> Listing:
     """List every queue of the vhost with counts, consumers and idle time (RabbitMQ management API).
 
-    Uses --management-url, else the broker's host on port 15672 with the broker's user and password.
+    Uses --management-url, else the broker's host on port 15672 with the broker's user and password. On Redis the
+    queues come from kombu's bindings: ready messages (all priority lists), unacked ones (kombu's unacked hash)
+    and the bound exchanges; consumers cannot be counted there.
 
     Examples:
 
@@ -89,7 +91,8 @@ def peek(
 ) -> Listing:
     """Show messages at the head of a queue and leave them there, decoded.
 
-    Reads with basic_get and gives every message back by closing the channel (order kept on RabbitMQ);
+    On Redis: read with LRANGE in the order workers receive them (highest priority list first, oldest first);
+    nothing is popped or moved. Elsewhere: reads with basic_get and gives every message back by closing the channel (order kept on RabbitMQ);
     meanwhile workers cannot see them, and they come back marked redelivered. On quorum queues each peek
     counts as a delivery: taskctl warns, and refuses (exit 4) where a delivery limit could drop messages,
     or where it cannot read the limit (management API unreachable or login refused), unless --force. Pickle bodies are never unpickled. -o json shows each complete message.
@@ -196,3 +199,59 @@ def move(
     return queues.move(
         config.current(), source, destination, limit=limit, task=task, idle=idle_s, dry_run=dry_run, scan=scan
     )
+
+
+@app.command()
+def unacked(
+    queue: str = typer.Argument(None, metavar="[QUEUE]", help="Only this queue (a glob); default: every queue."),
+) -> Listing:
+    """Show what workers hold without an ack (Redis): task id, name, queue, age, past the visibility timeout.
+
+    kombu keeps a message a worker received and has not acked in the Redis 'unacked' hash; if the worker
+    dies it stays there until some worker restores it after visibility_timeout (default one hour): such
+    tasks show overdue=yes and are lost until then (see `queue restore`). Also lists taskctl's own
+    in-flight lists (kind inflight): messages a running drain or move holds, or a killed one left behind
+    (overdue=yes), which its next run or `queue restore` puts back.
+
+    Examples:
+
+    \b
+      taskctl queue unacked
+      taskctl queue unacked celery -o json | jq '.[] | select(.overdue)'
+    """
+    from taskctl.models import UnackedMessage
+
+    return Listing(UnackedMessage, queues.unacked(config.current(), queue))
+
+
+@app.command()
+def restore(
+    queue: str = typer.Argument(None, metavar="[QUEUE]", help="Only this queue (a glob); default: every queue."),
+    older_than: str = typer.Option(
+        None,
+        "--older-than",
+        metavar="D",
+        help="Held at least this long (90, 10m, 1h; 0: all). Default: the visibility timeout, as kombu.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
+) -> Listing:
+    """Put unacked messages back on their queues as kombu's restore does (Redis).
+
+    Each message goes back at the consuming end of its queue, marked redelivered, in one step that first
+    checks it is still in 'unacked': safe while live workers restore or ack too, at least once (it is in
+    its queue before it leaves 'unacked'). A message a live worker is still running is run twice if
+    restored: the default restores only what is past the visibility timeout. Also puts back taskctl's
+    in-flight lists left by a killed drain or move.
+
+    Examples:
+
+    \b
+      taskctl queue restore --dry-run
+      taskctl queue restore celery --older-than 10m --yes
+    """
+    from taskctl.models import RestoredMessage
+
+    age = duration(older_than, "--older-than")
+    confirm(f"restore unacked messages{' of ' + queue if queue else ''}", yes=yes, dry_run=dry_run)
+    return Listing(RestoredMessage, queues.restore(config.current(), queue, older_than=age, dry_run=dry_run))

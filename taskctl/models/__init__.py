@@ -8,8 +8,10 @@ from taskctl.models.queue import (
     PurgedQueue,
     QueueMessage,
     QueueStats,
+    RestoredMessage,
     RpcResult,
     TransferSummary,
+    UnackedMessage,
 )
 from taskctl.models.result import (
     ForgetReport,
@@ -52,6 +54,7 @@ __all__ = [
     "QueueStats",
     "RegisteredTask",
     "RequeuedTask",
+    "RestoredMessage",
     "ResultNode",
     "ResultTree",
     "RevokeMatch",
@@ -65,6 +68,7 @@ __all__ = [
     "TopRow",
     "TransferSummary",
     "TreeRow",
+    "UnackedMessage",
     "Worker",
     "WorkerEvent",
     "WorkerReply",

@@ -24,16 +24,26 @@ class QueueStats(Model):
 
 @dataclass(frozen=True)
 class BrokerQueue(Model):
-    """`queue list` / `rpc list`: one queue as RabbitMQ's management API reports it."""
+    """`queue list` / `rpc list`: one queue as RabbitMQ's management API (or Redis's bindings) reports it."""
 
-    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "unacked", "consumers", "idle", "type", "expires")
+    columns: ClassVar[tuple[str, ...]] = (
+        "queue",
+        "messages",
+        "unacked",
+        "consumers",
+        "idle",
+        "type",
+        "expires",
+        "exchanges",
+    )
 
     queue: str
     vhost: str
     messages: int
     ready: int
     unacked: int
-    consumers: int
+    #: None where the broker cannot count consumers (Redis)
+    consumers: int | None
     #: ISO-8601 UTC; None while in use
     idle_since: str | None
     idle_seconds: float | None
@@ -49,6 +59,8 @@ class BrokerQueue(Model):
     #: messages per second published to / delivered from the queue (None until it has traffic)
     rate_in: float | None = None
     rate_out: float | None = None
+    #: exchanges bound to the queue (Redis: kombu's bindings; empty from RabbitMQ's queue list)
+    exchanges: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,3 +143,49 @@ class RpcResult(Model):
     #: the complete original message (body base64, headers, properties, ...)
     message: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class UnackedMessage(Model):
+    """`queue unacked`: a message a worker holds without an ack (Redis ``unacked`` hash), or one of taskctl's own
+    in-flight lists (kind "inflight": a drain or move holding MESSAGES until they are safe elsewhere)."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "kind", "task_id", "task", "age", "overdue", "messages")
+
+    #: the queue a restore puts it back on ("" when nothing is bound to its exchange and routing key)
+    queue: str
+    #: unacked | inflight
+    kind: str
+    task_id: str | None
+    task: str | None
+    #: since delivery (unacked) or since the list's owner started (inflight), e.g. "1h2m"; None when unknown
+    age: str | None
+    age_seconds: float | None
+    #: unacked: past the visibility timeout (lost until a worker restarts); inflight: its owner is gone
+    overdue: bool
+    messages: int
+    #: the delivery tag, or the in-flight list's key
+    tag: str
+    exchange: str
+    routing_key: str
+    #: ISO-8601 UTC of delivery; None when unknown
+    since: str | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoredMessage(Model):
+    """`queue restore`: what happened to one unacked message or in-flight list."""
+
+    columns: ClassVar[tuple[str, ...]] = ("queue", "kind", "task_id", "task", "age", "messages", "action")
+
+    queue: str
+    kind: str
+    task_id: str | None
+    task: str | None
+    age: str | None
+    messages: int
+    #: restored | would restore | gone (acked or restored meanwhile) | no queue bound | unreadable | in use
+    action: str
+    tag: str
+    dry_run: bool = False

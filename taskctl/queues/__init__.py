@@ -10,6 +10,7 @@ from taskctl.queues.drain import FILESYSTEM_WARNING, drain, move
 from taskctl.queues.drainfile import LineFile, raw_record
 from taskctl.queues.inspect import list_queues, management_api, peek, purge, queue_message, stats
 from taskctl.queues.publish import publish, read_records
+from taskctl.queues.unacked import restore, unacked
 from taskctl.transfer import BATCH, COMMIT_IDLE, PREFETCH
 
 __all__ = [
@@ -28,5 +29,7 @@ __all__ = [
     "queue_message",
     "raw_record",
     "read_records",
+    "restore",
     "stats",
+    "unacked",
 ]
