@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,10 @@ ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+#: the AWS CLI to run (--aws; default: the one installed beside this Python)
+AWS: str | None = None
 
 
 def meta(task_id: str, status: str, date_done: str) -> bytes:
@@ -146,7 +151,7 @@ def taskctl(url: str, *args: str) -> tuple[subprocess.CompletedProcess[str], flo
 
 
 def aws_scan(endpoint: str, table: str) -> tuple[int, float]:
-    aws = Path(sys.executable).with_name("aws")
+    aws = AWS or str(Path(sys.executable).with_name("aws"))
     t0 = time.monotonic()
     res = subprocess.run(
         [
@@ -250,7 +255,10 @@ def main() -> int:
     ap.add_argument("--resume-items", type=int, default=100_000)
     ap.add_argument("--endpoint", help="an already running DynamoDB-compatible server (default: start DynamoDB Local)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument("--aws", help="the AWS CLI to run (default: the one beside this Python, else on PATH)")
     args = ap.parse_args()
+    global AWS
+    AWS = args.aws or (None if Path(sys.executable).with_name("aws").exists() else shutil.which("aws"))
 
     import boto3
 

@@ -53,6 +53,17 @@ class ScanPage:
     cursor: str | None
 
 
+@dataclass(frozen=True)
+class ValueHint:
+    """Which values a scan's caller can use, for stores that filter on the server (DynamoDB FilterExpression):
+    a binary value that contains none of ``contains`` and starts with none of ``or_starts_with`` may be left
+    out. Only a hint: a store that cannot filter returns everything, and the caller still checks each item."""
+
+    contains: tuple[bytes, ...]
+    #: kept whatever they contain (compressed values, whose text cannot be searched)
+    or_starts_with: tuple[bytes, ...] = ()
+
+
 def in_shard(key: str | bytes, shard: Shard) -> bool:
     """A key's share for stores without native segments: a stable hash (CRC-32, the same on every machine)."""
     import zlib
@@ -92,7 +103,12 @@ class ResultStore(Protocol):
     def delete_many(self, keys: Sequence[str]) -> int: ...  # deletes those keys (absent ones are fine)
     def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None: ...
     def scan(  # keys starting so; SHARD: only this run's share; SEGMENTS: parallel scans (None: sized by store)
-        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        values: ValueHint | None = None,  # may leave out values the caller cannot use
     ) -> Iterator[StoredItem]: ...
     def scan_pages(  # scan, page by page; RESUME: segment -> cursor of a ScanPage (None: that segment is done)
         self,
@@ -101,6 +117,7 @@ class ResultStore(Protocol):
         shard: Shard | None = None,
         segments: int | None = None,
         resume: Mapping[int, str | None] | None = None,
+        values: ValueHint | None = None,
     ) -> Iterator[ScanPage]: ...
     def scan_segments(self) -> int: ...  # how many parallel segments suit this store's size (1 when not parallel)
     def publish(self, key: str, value: bytes) -> None: ...  # wake waiting clients (only if supports_pubsub)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 2.0
 #: seconds to wait for a reply on an open connection
 READ_TIMEOUT = 10.0
+#: connections kept open: the scans and the deletes of a bulk forget run at once (8 + 8 threads)
+MAX_POOL_CONNECTIONS = 20
 #: total attempts per call (botocore "standard" retry mode: jittered exponential backoff)
 MAX_ATTEMPTS = 3
 
@@ -109,6 +111,7 @@ def make_client(
             read_timeout=READ_TIMEOUT,
             retries={"total_max_attempts": max_attempts, "mode": retry_mode},  # type: ignore[arg-type]
             user_agent_extra="taskctl",
+            max_pool_connections=MAX_POOL_CONNECTIONS,
         )
         kwargs: dict[str, Any] = {"config": cfg}
         if region:
