@@ -207,6 +207,9 @@ class TableAdmin(Protocol):
     def update_ttl(self, table: str, *, enabled: bool, attribute: str) -> bool: ...  # False: already so
     def delete_table(self, table: str) -> TableDescription: ...  # as it was when the delete began
     def list_tables(self) -> Iterator[str]: ...  # every table name at the endpoint
+    def sample_item_sizes(  # (key, bytes toward the 400 KB item limit) of up to LIMIT items, a few requests
+        self, table: str, limit: int
+    ) -> Iterator[tuple[str, int]]: ...
     def close(self) -> None: ...
 
 
@@ -319,6 +322,9 @@ class Broker(Protocol):
     returns_in_place: bool
     #: the broker lists its own queues (``iter_queues``): Redis from kombu's bindings, SQS by ListQueues
     lists_queues: bool
+    #: the largest message body the transport accepts, in bytes (SQS: 262,144); None where it is a server
+    #: setting (RabbitMQ's max_message_size) or there is no practical limit
+    max_message_bytes: int | None
     scheme: str
     url: str
     masked_url: str
