@@ -363,38 +363,43 @@ class DynamoDBTableAdmin:
 
     def sample_item_sizes(self, table: str, limit: int) -> Iterator[tuple[str, int]]:
         """(key, size) of up to LIMIT items, each size counted as DynamoDB counts it against its 400 KB item
-        limit: a bounded Scan over SAMPLE_SEGMENTS segments taken in random order, at most SAMPLE_REQUESTS
-        requests (about a MB each), so a look at a table of any size costs a few requests."""
+        limit. A table of more than LIMIT items (DescribeTable's count) is sampled from SAMPLE_SEGMENTS scan
+        segments in random order, an equal share from each, so the sample is spread over the table; at most
+        SAMPLE_REQUESTS requests beyond one a segment (about a MB each), whatever the table's size."""
         import random
 
         from taskctl.formats.result import from_dynamodb_id
 
-        segments = list(range(SAMPLE_SEGMENTS))
+        if limit <= 0:
+            return
+        with translate_errors("describe table", url=self.url, table=table):
+            count = int(self.client.describe_table(TableName=table)["Table"].get("ItemCount") or 0)
+        total = 1 if count <= limit else SAMPLE_SEGMENTS
+        segments = list(range(total))
         random.shuffle(segments)
-        left, requests = limit, 0
-        for segment in segments:
+        left, budget = limit, SAMPLE_REQUESTS + total
+        for i, segment in enumerate(segments):
+            share = -(-left // (total - i))  # this segment's part of what is left, rounded up
             start: dict[str, Any] | None = None
-            while left > 0 and requests < SAMPLE_REQUESTS:
-                kw: dict[str, Any] = {
-                    "TableName": table,
-                    "Segment": segment,
-                    "TotalSegments": SAMPLE_SEGMENTS,
-                    "Limit": left,
-                }
+            while share > 0 and budget > 0:
+                kw: dict[str, Any] = {"TableName": table, "Limit": share}
+                if total > 1:
+                    kw.update(Segment=segment, TotalSegments=total)
                 if start:
                     kw["ExclusiveStartKey"] = start
                 with translate_errors("sample items", url=self.url, table=table):
                     resp = self.client.scan(**kw)
-                requests += 1
+                budget -= 1
                 for raw in resp.get("Items", []):
                     ident = raw.get("id", {}).get("S")
                     key = from_dynamodb_id(str(ident)) if isinstance(ident, str) else "?"
+                    share -= 1
                     left -= 1
                     yield key, item_size(raw)
                 start = resp.get("LastEvaluatedKey")
                 if not start:
                     break
-            if left <= 0 or requests >= SAMPLE_REQUESTS:
+            if left <= 0 or budget <= 0:
                 return
 
     def describe_ttl(self, table: str) -> TtlDescription:
