@@ -235,12 +235,52 @@ def test_doctor_warns_about_items_near_the_limit(table: Any, run: Any) -> None:
 # -- the state filter DynamoDB applies on its side ---------------------------------------------------------------
 
 
-def test_state_filter_on_the_server_keeps_what_it_cannot_judge(table: Any, run: Any) -> None:
+@pytest.fixture
+def any_table(any_dynamodb: str, unique_name: str) -> Iterator[tuple[Any, str]]:
+    """As ``table``, on DynamoDB Local and on moto."""
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=any_dynamodb, region_name="us-east-1")
+    client.create_table(
+        TableName=unique_name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    port = any_dynamodb.rsplit(":", 1)[1]
+    yield client, f"dynamodb://@127.0.0.1:{port}/{unique_name}"
+    client.delete_table(TableName=unique_name)
+
+
+def test_value_filter_is_used_only_where_the_server_gets_it_right(
+    any_table: Any, request: pytest.FixtureRequest
+) -> None:
+    """DynamoDB Local filters binary values as DynamoDB does, so the store lets it; moto matches them base64
+    encoded (a filter on "FAILURE" would drop every item), so there the store filters nothing and loses nothing."""
+    from taskctl.backends.base import ValueHint
+    from taskctl.backends.dynamodb_store import DynamoDBResultStore
+
+    client, url = any_table
+    name = url.rsplit("/", 1)[1]
+    failed = put_result(client, name, 10, state="FAILURE")
+    for _ in range(3):
+        put_result(client, name, 10)
+    store = DynamoDBResultStore.from_url(url)
+    try:
+        got = {i.key for i in store.scan(["celery-task-meta-"], values=ValueHint(contains=(b"FAILURE",)))}
+    finally:
+        store.close()
+    assert f"celery-task-meta-{failed}" in got
+    server = request.node.callspec.params["any_dynamodb"]
+    assert len(got) == {"dynamodb-local": 1, "moto": 4}[server]
+
+
+def test_state_filter_on_the_server_keeps_what_it_cannot_judge(any_table: Any, run: Any) -> None:
     """`result list --state FAILURE` lets DynamoDB drop values without the state's text, but keeps compressed
     values (whose text cannot be searched) and string values: the client still checks each one."""
     import zlib
 
-    client, url = table
+    client, url = any_table
     name = url.rsplit("/", 1)[1]
     failed = put_result(client, name, 10, state="FAILURE")
     put_result(client, name, 10, state="SUCCESS")
@@ -256,3 +296,23 @@ def test_state_filter_on_the_server_keeps_what_it_cannot_judge(table: Any, run: 
     assert sorted(x["task_id"] for x in r.json) == sorted([failed, comp, text])
     r = run("--backend", url, "result", "list", "--state", "SUCCESS", "-o", "json")
     assert [x["state"] for x in r.json] == ["SUCCESS"]
+
+
+def test_larger_than_is_filtered_by_dynamodb_on_the_stored_size(table: Any, run: Any) -> None:
+    """`result list --larger-than 300KiB` finds the results near the item limit; DynamoDB drops the small binary
+    values on its side, and a string value (which it cannot size as taskctl does) is kept and sized by taskctl."""
+    client, url = table
+    name = url.rsplit("/", 1)[1]
+    big = put_result(client, name, 350_000)
+    put_result(client, name, 100)
+    text = str(uuid.uuid4())
+    meta = {"status": "SUCCESS", "result": "y" * 320_000, "task_id": text, "date_done": None}
+    client.put_item(
+        TableName=name, Item={"id": {"S": f"b'celery-task-meta-{text}'"}, "result": {"S": json.dumps(meta)}}
+    )
+    r = run("--backend", url, "result", "list", "--larger-than", "300KiB", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(x["task_id"] for x in r.json) == sorted([big, text])
+    assert all(x["size"] > 300 * 1024 for x in r.json)
+    r = run("--backend", url, "result", "list", "--larger-than", "340KiB", "--state", "SUCCESS", "-o", "json")
+    assert [x["task_id"] for x in r.json] == [big]

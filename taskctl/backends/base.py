@@ -56,12 +56,15 @@ class ScanPage:
 @dataclass(frozen=True)
 class ValueHint:
     """Which values a scan's caller can use, for stores that filter on the server (DynamoDB FilterExpression):
-    a binary value that contains none of ``contains`` and starts with none of ``or_starts_with`` may be left
-    out. Only a hint: a store that cannot filter returns everything, and the caller still checks each item."""
+    a binary value that contains none of ``contains`` (when given) and starts with none of ``or_starts_with``, or
+    that is not larger than ``larger_than``, may be left out. Only a hint: a store that cannot filter returns
+    everything, and the caller still checks each item."""
 
-    contains: tuple[bytes, ...]
+    contains: tuple[bytes, ...] = ()
     #: kept whatever they contain (compressed values, whose text cannot be searched)
     or_starts_with: tuple[bytes, ...] = ()
+    #: and only binary values of more than this many bytes (None: any size)
+    larger_than: int | None = None
 
 
 def in_shard(key: str | bytes, shard: Shard) -> bool:

@@ -55,14 +55,17 @@ class Filters:
         }
 
     def value_hint(self) -> ValueHint | None:
-        """What a store may filter on its server for --state: a value holds its state's name as text in every
-        serializer Celery writes (json, msgpack, yaml, pickle), unless compressed (kept whole). None where the
-        state can be implied without the text (PENDING is what a meta without a status reads as; UNKNOWN is an
-        unreadable value)."""
-        if not self.states or self.states & {"PENDING", "UNKNOWN"}:
+        """What a store may filter on its server. --larger-than: the stored bytes' size, exactly. --state: a value
+        holds its state's name as text in every serializer Celery writes (json, msgpack, yaml, pickle), unless
+        compressed (kept whole); not where the state can be implied without the text (PENDING is what a meta
+        without a status reads as; UNKNOWN is an unreadable value)."""
+        states = bool(self.states) and not self.states & {"PENDING", "UNKNOWN"}
+        if not states and self.larger_than is None:
             return None
         return ValueHint(
-            contains=tuple(s.encode("utf-8") for s in sorted(self.states)), or_starts_with=(CELERY_COMPRESSED_MAGIC,)
+            contains=tuple(s.encode("utf-8") for s in sorted(self.states)) if states else (),
+            or_starts_with=(CELERY_COMPRESSED_MAGIC,) if states else (),
+            larger_than=self.larger_than,
         )
 
     def age_ok(self, when: float | None, now: float) -> bool:
