@@ -138,6 +138,8 @@ def test_bad_max_message_size_is_a_usage_error(rabbitmq_url: str, run: Any) -> N
     r = run("queue", "stats", "celery", "--max-message-size", "lots", "--broker", rabbitmq_url)
     assert r.exit_code == 2
     assert r.stderr.startswith("error: bad --max-message-size 'lots'") and "Traceback" not in r.stderr
+    r = run("queue", "peek", "celery", "--max-message-size", "0", "--broker", rabbitmq_url)
+    assert (r.exit_code, r.stderr.splitlines()[0]) == (2, "error: --max-message-size must be more than 0")
 
 
 # -- DynamoDB's 400 KB item limit ----------------------------------------------------------------------------------

@@ -30,7 +30,12 @@ MAX_MESSAGE_SIZE_HELP = (
 def _max_size(text: str | None) -> int | None:
     from taskctl.units import parse_size
 
-    return None if text is None else parse_size(text, option="--max-message-size")
+    if text is None:
+        return None
+    size = parse_size(text, option="--max-message-size")
+    if size < 1:
+        raise UsageError("--max-message-size must be more than 0")
+    return size
 
 
 @app.command()
