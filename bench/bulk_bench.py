@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,10 @@ ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+#: the AWS CLI to run (--aws; default: the one installed beside this Python)
+AWS: str | None = None
 
 
 def meta(task_id: str, status: str, date_done: str) -> bytes:
@@ -146,7 +151,7 @@ def taskctl(url: str, *args: str) -> tuple[subprocess.CompletedProcess[str], flo
 
 
 def aws_scan(endpoint: str, table: str) -> tuple[int, float]:
-    aws = Path(sys.executable).with_name("aws")
+    aws = AWS or str(Path(sys.executable).with_name("aws"))
     t0 = time.monotonic()
     res = subprocess.run(
         [
@@ -230,7 +235,7 @@ def resume_run(client: Any, endpoint: str, n: int) -> dict[str, Any]:
             p.wait()
             res, _ = taskctl(url, *args, "--checkpoint", str(ckpt))
             report = json.loads(res.stdout)
-        left = client.scan(TableName=table, Select="COUNT")["Count"]
+        left = sum(p["Count"] for p in client.get_paginator("scan").paginate(TableName=table, Select="COUNT"))
         return {
             "items": n,
             "uninterrupted_requests": uninterrupted,
@@ -250,7 +255,10 @@ def main() -> int:
     ap.add_argument("--resume-items", type=int, default=100_000)
     ap.add_argument("--endpoint", help="an already running DynamoDB-compatible server (default: start DynamoDB Local)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument("--aws", help="the AWS CLI to run (default: the one beside this Python, else on PATH)")
     args = ap.parse_args()
+    global AWS
+    AWS = args.aws or (None if Path(sys.executable).with_name("aws").exists() else shutil.which("aws"))
 
     import boto3
 
@@ -309,17 +317,24 @@ def markdown(r: dict[str, Any]) -> str:
     lr = li["taskctl_items_s"] / li["aws_items_s"]
     fr = fo["taskctl_items_s"] / fo["boto3_items_s"]
     extra = re_["killed_and_resumed_requests"] / re_["uninterrupted_requests"] - 1
+
+    def secs(rate: float) -> str:
+        return f"{r['items'] / rate:.1f} s"
+
     return "\n".join(
         [
-            f"{r['items']:,} items on {r['server']} (10% FAILURE, 45% SUCCESS a month old, 45% SUCCESS today); "
-            "items/s is items in the table per second of the whole command.",
+            f"{r['items']:,} items on {r['server']} (10% FAILURE, 45% SUCCESS a month old, 45% SUCCESS today; "
+            f"seeding two tables took {r['seed_seconds']:.0f} s); items/s is items in the table per second of the "
+            "whole command, seconds in brackets.",
             "",
             "| job | taskctl items/s | today's way items/s | ratio | goal |",
             "| --- | ---: | ---: | ---: | --- |",
-            f"| list --state FAILURE vs aws dynamodb scan --filter-expression | {li['taskctl_items_s']:,.0f} | "
-            f"{li['aws_items_s']:,.0f} | {lr:.1f}x | >= 3x: {'met' if lr >= 3 else 'not met'} |",
-            f"| forget --state SUCCESS --older-than 7d vs boto3 scan + batch_write_item | {fo['taskctl_items_s']:,.0f} | "
-            f"{fo['boto3_items_s']:,.0f} | {fr:.1f}x | >= 2x: {'met' if fr >= 2 else 'not met'} |",
+            f"| list --state FAILURE vs aws dynamodb scan --filter-expression | {li['taskctl_items_s']:,.0f} "
+            f"({secs(li['taskctl_items_s'])}) | {li['aws_items_s']:,.0f} ({secs(li['aws_items_s'])}) | {lr:.1f}x | "
+            f">= 3x: {'met' if lr >= 3 else 'not met'} |",
+            f"| forget --state SUCCESS --older-than 7d vs boto3 scan + batch_write_item | {fo['taskctl_items_s']:,.0f} "
+            f"({secs(fo['taskctl_items_s'])}) | {fo['boto3_items_s']:,.0f} ({secs(fo['boto3_items_s'])}) | {fr:.1f}x | "
+            f">= 2x: {'met' if fr >= 2 else 'not met'} |",
             "",
             f"Killed and resumed forget of {re_['items']:,} items (killed after {re_['done_before_kill']:,} were done): "
             f"{re_['killed_and_resumed_requests']:,} requests against {re_['uninterrupted_requests']:,} uninterrupted "

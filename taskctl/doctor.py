@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING
 from taskctl import backends
 from taskctl.errors import ExitCode, NotFoundError, TaskctlError, UnavailableError
 from taskctl.models import Check, Listing, Outcome
+from taskctl.units import format_size
 from taskctl.urls import mask, scheme_of
 
 if TYPE_CHECKING:
-    from taskctl.backends.base import QueueCounts, TtlDescription
+    from taskctl.backends.base import QueueCounts, TableAdmin, TtlDescription
     from taskctl.config import Settings
 
 PASS, WARN, FAIL, SKIPPED = "pass", "warn", "fail", "skipped"
 #: the checks of a result store with tables, before the read/write probes
-TABLE_CHECKS = ("table", "table-schema", "table-ttl")
+TABLE_CHECKS = ("table", "table-schema", "table-ttl", "table-items")
 #: a probe key no Celery task id can collide with (ids are UUIDs)
 PROBE_PREFIX = "celery-task-meta-taskctl-doctor-probe-"
 #: what Celery's DynamoDB backend calls, as IAM actions (celery-formats.md §3.5)
@@ -144,9 +145,9 @@ def _url_check(name: str, url: str | None, source: str | None) -> Check:
 def _table_checks(settings: Settings, write_probe: bool) -> Iterator[Check]:
     from taskctl import tables
 
-    after_table = (
-        ("table-schema", "table-ttl", "read", "write") if write_probe else ("table-schema", "table-ttl", "read")
-    )
+    after_table: tuple[str, ...] = ("table-schema", "table-ttl", "table-items", "read")
+    if write_probe:
+        after_table += ("write",)
     try:
         t = tables.target(settings)
         admin = tables.admin_for(settings, t)
@@ -194,7 +195,42 @@ def _table_checks(settings: Settings, write_probe: bool) -> Iterator[Check]:
     else:
         yield Check("table-schema", PASS, "hash key 'id' (S), no range key: as Celery's DynamoDB backend needs")
     yield _ttl_check(t.table, t.ttl_seconds, ttl, ttl_error)
+    yield _items_check(admin, t.table, status)
     yield from _probe_checks(settings, write_probe, dynamodb=True)
+
+
+def _items_check(admin: TableAdmin, table: str, status: str) -> Check:
+    """A bounded sample of item sizes: results near DynamoDB's 400 KB item limit are one step from being lost
+    (Celery cannot store a larger one). Celery never scans, so a denied Scan is a warning, not a failure."""
+    from taskctl import tables
+
+    if status != "ACTIVE":
+        return Check("table-items", SKIPPED, f"not run: the table is {status}")
+    try:
+        sizes = tables.item_sizes(admin, table, tables.DEFAULT_SAMPLE)
+    except TaskctlError as exc:
+        return Check(
+            "table-items",
+            WARN,
+            f"cannot sample item sizes: {exc.message}",
+            "allow dynamodb:Scan to check for results near the 400 KB item limit (Celery itself does not need it)",
+        )
+    if sizes.sampled == 0:
+        return Check("table-items", PASS, "no items yet")
+    if (line := sizes.warning()) is not None:
+        return Check(
+            "table-items",
+            WARN,
+            line,
+            "keep large results out of the result backend (store them elsewhere and return a reference), "
+            "or use result_compression (Celery 5.7)",
+        )
+    return Check(
+        "table-items",
+        PASS,
+        f"none of {sizes.sampled} sampled items near the 400 KB item limit "
+        f"(largest {format_size(sizes.largest_bytes or 0)})",
+    )
 
 
 def _ttl_check(table: str, ttl_seconds: int | None, ttl: TtlDescription | None, error: TaskctlError | None) -> Check:

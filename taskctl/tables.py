@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from taskctl import events
 from taskctl.backends import table_admin, table_defaults
-from taskctl.errors import ConflictError, NotFoundError, UsageError, WaitTimeoutError
+from taskctl.errors import ConflictError, NotFoundError, TaskctlError, UsageError, WaitTimeoutError
 from taskctl.models import KeyAttr, TableInfo
-from taskctl.units import format_duration
+from taskctl.units import format_duration, format_size
 from taskctl.urls import mask
 
 if TYPE_CHECKING:
@@ -174,9 +174,70 @@ def _wait_active(admin: TableAdmin, table: str, timeout: float) -> None:
 # -- operations -------------------------------------------------------------------------------------------
 
 
-def describe(settings: Settings, table: str | None = None) -> TableInfo:
+#: DynamoDB's largest item: Celery cannot store a result whose item would be larger (ValidationException)
+ITEM_LIMIT = 400 * 1024
+#: items from this size on are flagged: a result that grows a little more is lost
+NEAR_ITEM_LIMIT = 300 * 1024
+#: items `table describe` reads to find large ones (a few requests, whatever the table's size)
+DEFAULT_SAMPLE = 500
+
+
+@dataclass(frozen=True)
+class ItemSizes:
+    """A bounded sample of a table's item sizes."""
+
+    sampled: int
+    near_limit: int
+    largest_bytes: int | None
+    largest_key: str | None
+
+    def warning(self) -> str | None:
+        """One line for an operator when sampled items are near the limit, else None."""
+        if not self.near_limit:
+            return None
+        return (
+            f"{self.near_limit} of {self.sampled} sampled items are at least {format_size(NEAR_ITEM_LIMIT)} "
+            f"(largest {format_size(self.largest_bytes or 0)}, {self.largest_key}): DynamoDB refuses items over "
+            f"{format_size(ITEM_LIMIT)}, so Celery cannot store a result that grows past it"
+        )
+
+
+def item_sizes(admin: TableAdmin, table: str, sample: int) -> ItemSizes:
+    """Up to SAMPLE items read (a bounded scan), how many are near the item limit, and the largest."""
+    n = near = 0
+    largest: tuple[int, str] | None = None
+    for key, size in admin.sample_item_sizes(table, sample):
+        n += 1
+        near += size >= NEAR_ITEM_LIMIT
+        if largest is None or size > largest[0]:
+            largest = (size, key)
+    return ItemSizes(n, near, largest[0] if largest else None, largest[1] if largest else None)
+
+
+def describe(settings: Settings, table: str | None = None, *, sample: int = DEFAULT_SAMPLE) -> TableInfo:
+    """The table, its TTL and, with SAMPLE > 0, the sizes of up to SAMPLE of its items (a sample that cannot be
+    read is a warning: the description stands without it)."""
+    if sample < 0:
+        raise UsageError("--sample must be 0 or more")
     t = target(settings, table)
-    return _info(admin_for(settings, t), t.table)
+    admin = admin_for(settings, t)
+    info = _info(admin, t.table)
+    if sample == 0 or info.status != "ACTIVE":
+        return info
+    try:
+        sizes = item_sizes(admin, t.table, sample)
+    except TaskctlError as exc:
+        events.warn(f"cannot sample item sizes: {exc.message}")
+        return info
+    if (line := sizes.warning()) is not None:
+        events.warn(line)
+    return replace(
+        info,
+        sampled_items=sizes.sampled,
+        near_limit_items=sizes.near_limit,
+        largest_item_bytes=sizes.largest_bytes,
+        largest_item_key=sizes.largest_key,
+    )
 
 
 def list_tables(settings: Settings) -> Iterator[TableInfo]:

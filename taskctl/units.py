@@ -52,3 +52,13 @@ def parse_size(text: str | int, *, option: str = "size") -> int:
     if not m or m.group(2).lower() not in _SIZE_UNITS:
         raise UsageError(f"bad {option} {text!r}", hint="use bytes or a unit: 400000, 100KB, 390KiB, 1MiB")
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def format_size(n: int) -> str:
+    """N bytes for a person: 950 B, 350.0 KiB, 128.0 MiB (powers of 1024, as parse_size reads K, M, G)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # unreachable

@@ -63,12 +63,23 @@ def test_healthy_setup_passes_with_exit_0(run: Any, ddb_url: str, rabbitmq_url: 
         "table",
         "table-schema",
         "table-ttl",
+        "table-items",
         "read",
         "broker-url",
         "broker",
         f"queue:{queue_name}",
     ]
-    for name in ("config", "backend-url", "table", "table-schema", "table-ttl", "read", "broker-url", "broker"):
+    for name in (
+        "config",
+        "backend-url",
+        "table",
+        "table-schema",
+        "table-ttl",
+        "table-items",
+        "read",
+        "broker-url",
+        "broker",
+    ):
         assert checks[name]["status"] == "pass", checks[name]
     assert checks["table-ttl"]["detail"] == "TTL ENABLED on 'ttl'; Celery writes ttl = now + 3600s"
     assert checks["backend-url"]["detail"].endswith("(from flag --backend)")
@@ -76,7 +87,7 @@ def test_healthy_setup_passes_with_exit_0(run: Any, ddb_url: str, rabbitmq_url: 
     q = checks[f"queue:{queue_name}"]
     assert q["status"] == "warn" and q["detail"] == "0 ready, 0 consumers: no worker consumes it"
     assert "guest:guest" not in r.stdout and "guest:****" in checks["broker"]["detail"]
-    assert r.stderr.strip() == "doctor: all 9 checks passed (1 with warnings)"
+    assert r.stderr.strip() == "doctor: all 10 checks passed (1 with warnings)"
 
 
 def test_missing_table_fails_with_exit_1_and_a_hint(run: Any, ddb_url: str, redis_url: str) -> None:
@@ -256,7 +267,7 @@ def test_denied_describe_table_stops_the_table_checks(run: Any, ddb_url: str, mo
     checks = rows(r)
     assert checks["table"]["detail"].startswith("missing permission dynamodb:DescribeTable: ")
     # the checks that need the table are reported, as skipped, with the check they waited for
-    for name in ("table-schema", "table-ttl", "read"):
+    for name in ("table-schema", "table-ttl", "table-items", "read"):
         assert checks[name] == {
             "name": name,
             "status": "skipped",
@@ -274,20 +285,21 @@ def test_checks_after_a_failure_are_reported_skipped_with_why(run: Any) -> None:
     after_backend = "not run: the backend-url check failed"
     after_broker = "not run: the broker-url check failed"
     assert got[1][:2] == ("backend-url", "fail")
-    assert got[2:8] == [
+    assert got[2:9] == [
         ("table", "skipped", after_backend),
         ("table-schema", "skipped", after_backend),
         ("table-ttl", "skipped", after_backend),
+        ("table-items", "skipped", after_backend),
         ("read", "skipped", after_backend),
         ("write", "skipped", after_backend),
         ("broker-url", "fail", "not a URL: 'nope'"),
     ]
-    assert got[8:] == [
+    assert got[9:] == [
         ("broker", "skipped", after_broker),
         ("queue:a", "skipped", after_broker),
         ("queue:b", "skipped", after_broker),
     ]
-    assert json.loads(r.stderr)["error"]["message"] == "doctor: 2 of 11 checks failed, 8 skipped"
+    assert json.loads(r.stderr)["error"]["message"] == "doctor: 2 of 12 checks failed, 9 skipped"
 
 
 @pytest.mark.parametrize("fmt", ["plain", "table", "csv", "tsv", "jsonl"])
@@ -303,7 +315,7 @@ def test_missing_table_skips_what_needs_it(run: Any, ddb_url: str) -> None:
     assert r.exit_code == 1
     checks = rows(r)
     assert checks["table"]["status"] == "fail" and "does not exist" in checks["table"]["detail"]
-    for name in ("table-schema", "table-ttl", "read", "write"):
+    for name in ("table-schema", "table-ttl", "table-items", "read", "write"):
         assert (checks[name]["status"], checks[name]["detail"]) == ("skipped", "not run: the table check failed")
     assert checks["broker"]["status"] == "pass"
 

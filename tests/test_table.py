@@ -55,6 +55,7 @@ def expected(table: str, **kw: Any) -> dict[str, Any]:
         "changed": None,
         "dry_run": None,
         "deleted": None,
+        "item_sizes": {"sampled": None, "near_limit": None, "largest_bytes": None, "largest_key": None},
     }
     out.update(kw)
     return out
@@ -79,7 +80,8 @@ def test_create_is_idempotent_and_describe_matches(run: Any, any_dynamodb: str, 
     assert r.json == expected(table, ttl={"status": "ENABLED", "attribute": "ttl"}, created=False)
     r = run("--backend", b, "table", "describe", "-o", "json")
     assert r.exit_code == 0
-    assert r.json == expected(table, ttl={"status": "ENABLED", "attribute": "ttl"})
+    empty = {"sampled": 0, "near_limit": 0, "largest_bytes": None, "largest_key": None}
+    assert r.json == expected(table, ttl={"status": "ENABLED", "attribute": "ttl"}, item_sizes=empty)
 
 
 def test_create_on_demand_and_explicit_table_argument(run: Any, any_dynamodb: str, table: str) -> None:
@@ -265,22 +267,26 @@ def test_describe_plain_output(run: Any, dynamodb_endpoint: str, unique_name: st
         r = run("--backend", b, "table", "describe")
         assert r.exit_code == 0
         assert r.stdout == (
-            f"table              {unique_name}\n"
-            "status             ACTIVE\n"
-            "billing_mode       PROVISIONED\n"
-            "read_capacity      2\n"
-            "write_capacity     3\n"
-            "key_schema         id:S:HASH\n"
-            "celery_compatible  true\n"
-            "problems           -\n"
-            "item_count         0\n"
-            "size_bytes         0\n"
-            "ttl.status         ENABLED\n"
-            "ttl.attribute      ttl\n"
-            "created            -\n"
-            "changed            -\n"
-            "dry_run            -\n"
-            "deleted            -\n"
+            f"table                     {unique_name}\n"
+            "status                    ACTIVE\n"
+            "billing_mode              PROVISIONED\n"
+            "read_capacity             2\n"
+            "write_capacity            3\n"
+            "key_schema                id:S:HASH\n"
+            "celery_compatible         true\n"
+            "problems                  -\n"
+            "item_count                0\n"
+            "size_bytes                0\n"
+            "ttl.status                ENABLED\n"
+            "ttl.attribute             ttl\n"
+            "item_sizes.sampled        0\n"
+            "item_sizes.near_limit     0\n"
+            "item_sizes.largest_bytes  -\n"
+            "item_sizes.largest_key    -\n"
+            "created                   -\n"
+            "changed                   -\n"
+            "dry_run                   -\n"
+            "deleted                   -\n"
         )
     finally:
         drop(dynamodb_endpoint, unique_name)

@@ -53,6 +53,20 @@ class ScanPage:
     cursor: str | None
 
 
+@dataclass(frozen=True)
+class ValueHint:
+    """Which values a scan's caller can use, for stores that filter on the server (DynamoDB FilterExpression):
+    a binary value that contains none of ``contains`` (when given) and starts with none of ``or_starts_with``, or
+    that is not larger than ``larger_than``, may be left out. Only a hint: a store that cannot filter returns
+    everything, and the caller still checks each item."""
+
+    contains: tuple[bytes, ...] = ()
+    #: kept whatever they contain (compressed values, whose text cannot be searched)
+    or_starts_with: tuple[bytes, ...] = ()
+    #: and only binary values of more than this many bytes (None: any size)
+    larger_than: int | None = None
+
+
 def in_shard(key: str | bytes, shard: Shard) -> bool:
     """A key's share for stores without native segments: a stable hash (CRC-32, the same on every machine)."""
     import zlib
@@ -92,7 +106,12 @@ class ResultStore(Protocol):
     def delete_many(self, keys: Sequence[str]) -> int: ...  # deletes those keys (absent ones are fine)
     def put(self, key: str, value: bytes, *, ttl_seconds: int | None = None) -> None: ...
     def scan(  # keys starting so; SHARD: only this run's share; SEGMENTS: parallel scans (None: sized by store)
-        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        values: ValueHint | None = None,  # may leave out values the caller cannot use
     ) -> Iterator[StoredItem]: ...
     def scan_pages(  # scan, page by page; RESUME: segment -> cursor of a ScanPage (None: that segment is done)
         self,
@@ -101,6 +120,7 @@ class ResultStore(Protocol):
         shard: Shard | None = None,
         segments: int | None = None,
         resume: Mapping[int, str | None] | None = None,
+        values: ValueHint | None = None,
     ) -> Iterator[ScanPage]: ...
     def scan_segments(self) -> int: ...  # how many parallel segments suit this store's size (1 when not parallel)
     def publish(self, key: str, value: bytes) -> None: ...  # wake waiting clients (only if supports_pubsub)
@@ -190,6 +210,9 @@ class TableAdmin(Protocol):
     def update_ttl(self, table: str, *, enabled: bool, attribute: str) -> bool: ...  # False: already so
     def delete_table(self, table: str) -> TableDescription: ...  # as it was when the delete began
     def list_tables(self) -> Iterator[str]: ...  # every table name at the endpoint
+    def sample_item_sizes(  # (key, bytes toward the 400 KB item limit) of up to LIMIT items, a few requests
+        self, table: str, limit: int
+    ) -> Iterator[tuple[str, int]]: ...
     def close(self) -> None: ...
 
 
@@ -331,6 +354,9 @@ class Broker(Protocol):
     lists_queues: bool
     #: unacked messages are readable data that can be put back (``held``/``restore_held``: Redis)
     holds_unacked: bool
+    #: the largest message body the transport accepts, in bytes (SQS: 262,144); None where it is a server
+    #: setting (RabbitMQ's max_message_size) or there is no practical limit
+    max_message_bytes: int | None
     scheme: str
     url: str
     masked_url: str

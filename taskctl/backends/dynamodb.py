@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 2.0
 #: seconds to wait for a reply on an open connection
 READ_TIMEOUT = 10.0
+#: connections kept open: the scans and the deletes of a bulk forget run at once (8 + 8 threads)
+MAX_POOL_CONNECTIONS = 20
 #: total attempts per call (botocore "standard" retry mode: jittered exponential backoff)
 MAX_ATTEMPTS = 3
 
@@ -109,6 +111,7 @@ def make_client(
             read_timeout=READ_TIMEOUT,
             retries={"total_max_attempts": max_attempts, "mode": retry_mode},  # type: ignore[arg-type]
             user_agent_extra="taskctl",
+            max_pool_connections=MAX_POOL_CONNECTIONS,
         )
         kwargs: dict[str, Any] = {"config": cfg}
         if region:
@@ -297,6 +300,39 @@ def parse_ttl(description: dict[str, Any]) -> TtlDescription:
     )
 
 
+#: sample_item_sizes: segments its scan is split into (taken in random order) and requests it makes at most
+SAMPLE_SEGMENTS = 16
+SAMPLE_REQUESTS = 8
+
+
+def _value_size(value: Any) -> int:
+    """Bytes DynamoDB counts for one attribute value (its documented item size rules, closely enough)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return 0
+    ((kind, v),) = value.items()
+    if kind == "S":
+        return len(str(v).encode("utf-8", "surrogatepass"))
+    if kind == "B":
+        return len(v) if isinstance(v, bytes | bytearray) else len(str(v))
+    if kind == "N":
+        digits = str(v).lstrip("-").replace(".", "").split("e")[0].split("E")[0].strip("0")
+        return (len(digits) + 1) // 2 + 1
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("L",):
+        return 3 + sum(1 + _value_size(x) for x in v) if isinstance(v, list) else 3
+    if kind == "M":
+        return 3 + sum(1 + len(str(k).encode()) + _value_size(x) for k, x in v.items()) if isinstance(v, dict) else 3
+    if kind in ("SS", "NS", "BS") and isinstance(v, list):
+        return sum(_value_size({kind[0]: x}) for x in v)
+    return len(str(v))
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size toward DynamoDB's 400 KB limit: attribute names plus their values, in bytes."""
+    return sum(len(str(name).encode("utf-8")) + _value_size(value) for name, value in item.items())
+
+
 class DynamoDBTableAdmin:
     """Table administration over one client: every call translated, TableDescription/TtlDescription out."""
 
@@ -324,6 +360,47 @@ class DynamoDBTableAdmin:
         """NotFoundError when missing."""
         with translate_errors("describe table", url=self.url, table=table):
             return parse_table(self.client.describe_table(TableName=table)["Table"])
+
+    def sample_item_sizes(self, table: str, limit: int) -> Iterator[tuple[str, int]]:
+        """(key, size) of up to LIMIT items, each size counted as DynamoDB counts it against its 400 KB item
+        limit. A table of more than LIMIT items (DescribeTable's count) is sampled from SAMPLE_SEGMENTS scan
+        segments in random order, an equal share from each, so the sample is spread over the table; at most
+        SAMPLE_REQUESTS requests beyond one a segment (about a MB each), whatever the table's size."""
+        import random
+
+        from taskctl.formats.result import from_dynamodb_id
+
+        if limit <= 0:
+            return
+        with translate_errors("describe table", url=self.url, table=table):
+            count = int(self.client.describe_table(TableName=table)["Table"].get("ItemCount") or 0)
+        total = 1 if count <= limit else SAMPLE_SEGMENTS
+        segments = list(range(total))
+        random.shuffle(segments)
+        left, budget = limit, SAMPLE_REQUESTS + total
+        for i, segment in enumerate(segments):
+            share = -(-left // (total - i))  # this segment's part of what is left, rounded up
+            start: dict[str, Any] | None = None
+            while share > 0 and budget > 0:
+                kw: dict[str, Any] = {"TableName": table, "Limit": share}
+                if total > 1:
+                    kw.update(Segment=segment, TotalSegments=total)
+                if start:
+                    kw["ExclusiveStartKey"] = start
+                with translate_errors("sample items", url=self.url, table=table):
+                    resp = self.client.scan(**kw)
+                budget -= 1
+                for raw in resp.get("Items", []):
+                    ident = raw.get("id", {}).get("S")
+                    key = from_dynamodb_id(str(ident)) if isinstance(ident, str) else "?"
+                    share -= 1
+                    left -= 1
+                    yield key, item_size(raw)
+                start = resp.get("LastEvaluatedKey")
+                if not start:
+                    break
+            if left <= 0 or budget <= 0:
+                return
 
     def describe_ttl(self, table: str) -> TtlDescription:
         with translate_errors("describe TTL", url=self.url, table=table):

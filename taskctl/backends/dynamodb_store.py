@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from taskctl.backends.base import ScanPage, Shard, StoredItem
+from taskctl.backends.base import ScanPage, Shard, StoredItem, ValueHint
 from taskctl.backends.dynamodb import make_client, translate_errors
 from taskctl.errors import OperationError, TaskctlError
 from taskctl.formats.result import dynamodb_id, from_dynamodb_id
@@ -38,10 +38,15 @@ BATCH_GET = 100
 BATCH_WRITE = 25
 #: concurrent requests (botocore's connection pool holds 10)
 WORKERS = 8
-#: parallel scan segments: one per SEGMENT_BYTES of table, between SCAN_SEGMENTS and MAX_SEGMENTS
+#: parallel scan segments: one per SEGMENT_ITEMS items or SEGMENT_BYTES of table (whichever gives more),
+#: between SCAN_SEGMENTS and MAX_SEGMENTS. Small segments cost little (a request per segment at least) and keep
+#: each segment's pages cheap for servers whose Scan pages cost time in proportion to the segment (DynamoDB Local)
 SCAN_SEGMENTS = 4
-MAX_SEGMENTS = 32
-SEGMENT_BYTES = 1 << 30
+MAX_SEGMENTS = 1024
+SEGMENT_ITEMS = 2_000
+SEGMENT_BYTES = 4 << 20
+#: segments scanned at a time (the others wait their turn): a page in flight each
+SCAN_WORKERS = 8
 #: attempts per call in botocore's adaptive retry mode (client-side rate limiting once throttled)
 ADAPTIVE_ATTEMPTS = 10
 #: give up on keys DynamoDB keeps returning unprocessed after this long (throttled far beyond capacity)
@@ -82,6 +87,7 @@ class DynamoDBResultStore:
         self.consistent_read = consistent_read
         self._sleep = sleep
         self._pool: ThreadPoolExecutor | None = None
+        self._filters_values: bool | None = None
 
     @classmethod
     def from_url(
@@ -228,32 +234,98 @@ class DynamoDBResultStore:
 
     # -- scan -------------------------------------------------------------------------------------------------
     def scan_segments(self) -> int:
-        """One segment per GiB of table (DescribeTable's size), at least 4 (four requests instead of one cost
-        nothing on a small table, and keep a few requests in flight) and at most 32."""
+        """One segment per 2,000 items or 4 MiB of table (DescribeTable's approximate counts), at least 4 (four
+        requests instead of one cost nothing on a small table) and at most 1,024; SCAN_WORKERS run at a time."""
         try:
             with translate_errors("describe the table", url=self.url, table=self.table):
-                size = int(self.client.describe_table(TableName=self.table)["Table"].get("TableSizeBytes") or 0)
+                table = self.client.describe_table(TableName=self.table)["Table"]
+            size = int(table.get("TableSizeBytes") or 0)
+            items = int(table.get("ItemCount") or 0)
         except TaskctlError:  # no DescribeTable permission: a listing must still work
             return SCAN_SEGMENTS
-        return max(SCAN_SEGMENTS, min(MAX_SEGMENTS, math.ceil(size / SEGMENT_BYTES)))
+        except (TypeError, ValueError):
+            return SCAN_SEGMENTS
+        wanted = max(math.ceil(size / SEGMENT_BYTES), math.ceil(items / SEGMENT_ITEMS))
+        return max(SCAN_SEGMENTS, min(MAX_SEGMENTS, wanted))
 
     def scan(
-        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        values: ValueHint | None = None,
     ) -> Iterator[StoredItem]:
         """Items whose key starts with one of PREFIXES, as a parallel segmented Scan delivers them."""
-        for page in self.scan_pages(prefixes, shard=shard, segments=segments):
+        for page in self.scan_pages(prefixes, shard=shard, segments=segments, values=values):
             yield from page.items
 
-    def _scan_params(self, prefixes: Sequence[str] | None) -> dict[str, Any]:
+    def _scan_params(self, prefixes: Sequence[str] | None, values: ValueHint | None = None) -> dict[str, Any]:
+        """Scan arguments: a FilterExpression on the key prefixes and, with VALUES, on the ``result`` bytes (a
+        value that is not binary, or absent, is always kept: only the caller can judge it)."""
         params: dict[str, Any] = {"TableName": self.table}
+        terms: list[str] = []
+        names: dict[str, str] = {}
+        attr_values: dict[str, Any] = {}
         if prefixes:
-            names = [f":p{i}" for i in range(len(prefixes))]
-            params["FilterExpression"] = " OR ".join(f"begins_with(#id, {n})" for n in names)
-            params["ExpressionAttributeNames"] = {"#id": "id"}
-            params["ExpressionAttributeValues"] = {
-                n: {"S": dynamodb_id(p)[:-1]} for n, p in zip(names, prefixes, strict=True)
-            }
+            ps = [f":p{i}" for i in range(len(prefixes))]
+            terms.append(" OR ".join(f"begins_with(#id, {n})" for n in ps))
+            names["#id"] = "id"
+            attr_values.update({n: {"S": dynamodb_id(p)[:-1]} for n, p in zip(ps, prefixes, strict=True)})
+        if values is not None and (values.contains or values.larger_than is not None):
+            names["#r"] = "result"
+            attr_values[":binary"] = {"S": "B"}
+        if values is not None and values.larger_than is not None:
+            attr_values[":size"] = {"N": str(values.larger_than)}
+            terms.append("NOT attribute_type(#r, :binary) OR size(#r) > :size")
+        if values is not None and values.contains:
+            keep = ["NOT attribute_type(#r, :binary)"]
+            for i, needle in enumerate(values.contains):
+                attr_values[f":v{i}"] = {"B": needle}
+                keep.append(f"contains(#r, :v{i})")
+            for i, head in enumerate(values.or_starts_with):
+                attr_values[f":h{i}"] = {"B": head}
+                keep.append(f"begins_with(#r, :h{i})")
+            terms.append(" OR ".join(keep))
+        if terms:
+            params["FilterExpression"] = " AND ".join(f"({t})" for t in terms) if len(terms) > 1 else terms[0]
+            params["ExpressionAttributeNames"] = names
+            params["ExpressionAttributeValues"] = attr_values
         return params
+
+    def _value_filters_work(self) -> bool:
+        """Whether the server evaluates contains, begins_with and size on binary values as DynamoDB does, checked
+        once on the table's first item (two requests). Some look-alikes do not (moto compares them base64
+        encoded), and a filter that drops what it should keep would lose items: then values are not filtered."""
+        if self._filters_values is None:
+            self._filters_values = self._probe_value_filters()
+        return self._filters_values
+
+    def _probe_value_filters(self) -> bool:
+        try:
+            first = self._throttled_call(self.client.scan, "scan results", TableName=self.table, Limit=1)
+            items = first.get("Items") or []
+            value = items[0].get("result", {}).get("B") if items else None
+            if not isinstance(value, bytes | bytearray) or len(value) < 10:
+                return False  # nothing to check against: filter nothing
+            got = self._throttled_call(
+                self.client.scan,
+                "scan results",
+                TableName=self.table,
+                Limit=1,  # the same first item is evaluated, and must pass
+                FilterExpression="contains(#r, :c) AND begins_with(#r, :b) AND size(#r) = :n",
+                ExpressionAttributeNames={"#r": "result"},
+                ExpressionAttributeValues={
+                    ":c": {"B": bytes(value[1:9])},  # off the 3-byte grid, so base64-encoded matching fails
+                    ":b": {"B": bytes(value[:7])},
+                    ":n": {"N": str(len(value))},
+                },
+            )
+        except TaskctlError as exc:
+            if exc.code in ("not-found", "unavailable"):
+                raise  # the scan itself would say the same
+            return False  # e.g. a server that does not know size(): filter nothing
+        return [i.get("id") for i in got.get("Items") or []] == [items[0].get("id")]
 
     def _throttled_call(self, fn: Callable[..., Any], action: str, **kw: Any) -> Any:
         """FN(**KW), throttling answered with backoff (botocore's adaptive retries came first) until the deadline."""
@@ -276,16 +348,22 @@ class DynamoDBResultStore:
         shard: Shard | None = None,
         segments: int | None = None,
         resume: Mapping[int, str | None] | None = None,
+        values: ValueHint | None = None,
     ) -> Iterator[ScanPage]:
-        """Pages of a parallel Scan: SEGMENTS threads (with SHARD I/N, segments I*S .. I*S+S-1 of N*S, so that
-        N runs see every item once); a page's cursor is its LastEvaluatedKey as JSON."""
+        """Pages of a parallel Scan of SEGMENTS segments, SCAN_WORKERS at a time (with SHARD I/N, segments
+        I*S .. I*S+S-1 of N*S, so that N runs see every item once); a page's cursor is its LastEvaluatedKey as JSON."""
         local = segments or self.scan_segments()
         total = local * (shard.count if shard else 1)
         first = shard.index * local if shard else 0
-        params = self._scan_params(prefixes)
+        if values is not None and not self._value_filters_work():
+            values = None
+        params = self._scan_params(prefixes, values)
         resume = resume or {}
         todo = [s for s in range(local) if resume.get(s, "") is not None]
-        out: queue.Queue[Any] = queue.Queue(maxsize=2 * max(1, len(todo)))
+        workers = min(SCAN_WORKERS, len(todo))
+        out: queue.Queue[Any] = queue.Queue(maxsize=2 * max(1, workers))
+        pending = iter(todo)
+        pending_lock = threading.Lock()
         stop = threading.Event()
         done = object()
 
@@ -298,26 +376,34 @@ class DynamoDBResultStore:
                     if stop.is_set():
                         return
 
-        def worker(segment: int) -> None:
+        def scan_segment(segment: int) -> None:
+            cursor = resume.get(segment)
+            start: dict[str, Any] | None = json.loads(cursor) if cursor else None
+            while not stop.is_set():
+                kw = dict(params, Segment=first + segment, TotalSegments=total)
+                if start:
+                    kw["ExclusiveStartKey"] = start
+                resp = self._throttled_call(self.client.scan, "scan results", **kw)
+                start = resp.get("LastEvaluatedKey")
+                items = tuple(self._item(raw) for raw in resp.get("Items", []))
+                offer(ScanPage(segment, items, json.dumps(start) if start else None))
+                if not start:
+                    break
+
+        def worker() -> None:
             try:
-                cursor = resume.get(segment)
-                start: dict[str, Any] | None = json.loads(cursor) if cursor else None
                 while not stop.is_set():
-                    kw = dict(params, Segment=first + segment, TotalSegments=total)
-                    if start:
-                        kw["ExclusiveStartKey"] = start
-                    resp = self._throttled_call(self.client.scan, "scan results", **kw)
-                    start = resp.get("LastEvaluatedKey")
-                    items = tuple(self._item(raw) for raw in resp.get("Items", []))
-                    offer(ScanPage(segment, items, json.dumps(start) if start else None))
-                    if not start:
+                    with pending_lock:
+                        segment = next(pending, None)
+                    if segment is None:
                         break
+                    scan_segment(segment)
             except BaseException as exc:  # handed to the consumer, which raises it
                 offer(exc)
             finally:
                 offer(done)
 
-        threads = [threading.Thread(target=worker, args=(s,), daemon=True) for s in todo]
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
         for t in threads:
             t.start()
         finished = 0

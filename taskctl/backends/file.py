@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from taskctl.backends.base import ScanPage, Shard, StoredItem, in_shard
+from taskctl.backends.base import ScanPage, Shard, StoredItem, ValueHint, in_shard
 from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
 
 #: files a scan page holds
@@ -130,7 +130,12 @@ class FileResultStore:
         return 1
 
     def scan(
-        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        values: ValueHint | None = None,  # no server-side filter on values: everything is returned
     ) -> Iterator[StoredItem]:
         wanted = tuple(prefixes) if prefixes else None
         try:
@@ -157,6 +162,7 @@ class FileResultStore:
         shard: Shard | None = None,
         segments: int | None = None,
         resume: Mapping[int, str | None] | None = None,
+        values: ValueHint | None = None,  # no server-side filter on values: everything is returned
     ) -> Iterator[ScanPage]:
         """Pages of PAGE files. A directory listing has no position to resume from: the cursor ``""`` means
         "list again" (what was deleted is gone, so a resumed forget repeats no delete); None: done."""

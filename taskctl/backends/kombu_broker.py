@@ -69,6 +69,9 @@ class KombuBroker:
     lists_queues: bool = False
     #: unacked messages can be read and put back (RedisBroker)
     holds_unacked: bool = False
+    #: the largest message body the transport accepts, in bytes (subclasses: SQS 262,144); None where it is a
+    #: server setting (RabbitMQ's max_message_size, read by the operation) or there is no practical one
+    max_message_bytes: int | None = None
 
     def __init__(self, url: str, transport_options: dict[str, Any] | None = None) -> None:
         self.url = url

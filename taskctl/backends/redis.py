@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from taskctl.backends.base import ScanPage, Shard, StoredItem, in_shard
+from taskctl.backends.base import ScanPage, Shard, StoredItem, ValueHint, in_shard
 from taskctl.errors import MissingExtraError, OperationError, TaskctlError, UnavailableError
 from taskctl.urls import mask, mask_text
 
@@ -118,7 +118,12 @@ class RedisResultStore:
         return max(CHUNK, min(MAX_COUNT, size // 1000))
 
     def scan(
-        self, prefixes: Sequence[str] | None = None, *, shard: Shard | None = None, segments: int | None = None
+        self,
+        prefixes: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
+        segments: int | None = None,
+        values: ValueHint | None = None,  # no server-side filter on values: everything is returned
     ) -> Iterator[StoredItem]:
         for page in self.scan_pages(prefixes, shard=shard, segments=segments):
             yield from page.items
@@ -130,6 +135,7 @@ class RedisResultStore:
         shard: Shard | None = None,
         segments: int | None = None,
         resume: Mapping[int, str | None] | None = None,
+        values: ValueHint | None = None,  # no server-side filter on values: everything is returned
     ) -> Iterator[ScanPage]:
         """SCAN with a MATCH per prefix, each reply's values in one MGET; a page's cursor is
         ``<prefix index>:<SCAN cursor>``. SHARD keeps the keys whose CRC-32 is INDEX mod COUNT."""

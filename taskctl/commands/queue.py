@@ -22,12 +22,32 @@ IDLE_HELP = "Stop after this long with no message (90, 2s, 1m)."
 SCAN_HELP = "With --task: look at no more than N messages (default: those ready at the start)."
 
 
+MAX_MESSAGE_SIZE_HELP = (
+    "The broker's largest message (RabbitMQ's max_message_size) when not its default: 16MiB, 134217728."
+)
+
+
+def _max_size(text: str | None) -> int | None:
+    from taskctl.units import parse_size
+
+    if text is None:
+        return None
+    size = parse_size(text, option="--max-message-size")
+    if size < 1:
+        raise UsageError("--max-message-size must be more than 0")
+    return size
+
+
 @app.command()
-def stats(queue: list[str] = typer.Argument(None, metavar="QUEUE...", help="Queues (default: celery).")) -> Outcome:
+def stats(
+    queue: list[str] = typer.Argument(None, metavar="QUEUE...", help="Queues (default: celery)."),
+    max_message_size: str = typer.Option(None, "--max-message-size", metavar="SIZE", help=MAX_MESSAGE_SIZE_HELP),
+) -> Outcome:
     """Show ready messages and consumers of queues, without declaring or changing them.
 
     A missing queue exits 3, after the rows of the queues that exist. On Redis (and filesystem://) an empty queue does not exist: it shows 0 with
-    the note "empty or missing".
+    the note "empty or missing". size_limit is the largest message the broker accepts (SQS: 256 KiB; RabbitMQ:
+    its version's default max_message_size, which its management API does not show, unless --max-message-size).
 
     Examples:
 
@@ -35,7 +55,7 @@ def stats(queue: list[str] = typer.Argument(None, metavar="QUEUE...", help="Queu
       taskctl queue stats
       taskctl queue stats celery priority -o json
     """
-    return queues.stats(config.current(), queue or ["celery"])
+    return queues.stats(config.current(), queue or ["celery"], max_message_size=_max_size(max_message_size))
 
 
 @app.command("list")
@@ -88,6 +108,7 @@ def peek(
     force: bool = typer.Option(
         False, "--force", help="Peek a quorum queue with a delivery limit, or one whose limit cannot be read."
     ),
+    max_message_size: str = typer.Option(None, "--max-message-size", metavar="SIZE", help=MAX_MESSAGE_SIZE_HELP),
 ) -> Listing:
     """Show messages at the head of a queue and leave them there, decoded.
 
@@ -97,13 +118,17 @@ def peek(
     counts as a delivery: taskctl warns, and refuses (exit 4) where a delivery limit could drop messages,
     or where it cannot read the limit (management API unreachable or login refused), unless --force. Pickle bodies are never unpickled. -o json shows each complete message.
 
+    A message of at least 90% of the broker's size limit (see queue stats) is flagged: a note, and
+    "near_limit": true with "size_limit" in -o json.
+
     Examples:
 
     \b
       taskctl queue peek celery -n 5
       taskctl queue peek celery -o json | jq '.[].size'
     """
-    return Listing(QueueMessage, queues.peek(config.current(), queue, limit, force=force))
+    found = queues.peek(config.current(), queue, limit, force=force, max_message_size=_max_size(max_message_size))
+    return Listing(QueueMessage, found)
 
 
 @app.command()

@@ -54,7 +54,7 @@ _SEGMENTS = typer.Option(
     None,
     "--segments",
     metavar="N",
-    help="Parallel scan segments (DynamoDB; default: one per GiB of table, 4 to 32).",
+    help="Parallel scan segments (DynamoDB; default: one per 2,000 items or 4 MiB of table, 4 to 1,024).",
 )
 _MAX_RATE = typer.Option(
     None, "--max-rate", metavar="N", help="At most N items a second (leaves capacity to the workers)."

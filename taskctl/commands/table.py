@@ -64,18 +64,26 @@ def create(
 @app.command()
 def describe(
     table: str | None = typer.Argument(None, help=TABLE_HELP, metavar="TABLE", show_default=False),
+    sample: int = typer.Option(
+        500, "--sample", metavar="N", help="Read up to N items for their sizes (a few requests; 0: none)."
+    ),
 ) -> TableInfo:
-    """Show a table's status, capacity, key schema, TTL, and whether Celery can use it.
+    """Show a table's status, capacity, key schema, TTL, whether Celery can use it, and items near DynamoDB's
+    400 KB item limit.
+
+    item_sizes counts the sampled items of at least 300 KiB and names the largest: Celery cannot store a result
+    whose item passes 400 KB, so a result that grows a little more is lost (a warning says so).
 
     Examples:
 
     \b
       taskctl table describe
       taskctl table describe celery -o json
+      taskctl table describe celery --sample 2000
     """
     from taskctl import tables
 
-    return tables.describe(config.current(), table)
+    return tables.describe(config.current(), table, sample=sample)
 
 
 @app.command("list")

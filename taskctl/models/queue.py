@@ -12,7 +12,7 @@ from taskctl.models.base import Model
 class QueueStats(Model):
     """`queue stats`: ready messages and consumers of one queue (passive declare)."""
 
-    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "consumers", "note")
+    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "consumers", "size_limit", "note")
 
     queue: str
     messages: int
@@ -20,6 +20,10 @@ class QueueStats(Model):
     consumers: int | None
     #: "empty or missing" on transports where an empty queue does not exist
     note: str | None = None
+    #: the largest message body the broker accepts, bytes (None: unknown or no practical limit)
+    size_limit: int | None = None
+    #: where size_limit comes from: "--max-message-size", "transport", "RabbitMQ 3.10.8 default"; None: unknown
+    size_limit_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class PurgedQueue(Model):
 class QueueMessage(Model):
     """`queue peek` (and `queue drain` to stdout): one message, decoded, with the complete original message."""
 
-    columns: ClassVar[tuple[str, ...]] = ("n", "kind", "task_id", "task", "size", "redelivered", "summary")
+    columns: ClassVar[tuple[str, ...]] = ("n", "kind", "task_id", "task", "size", "redelivered", "summary", "note")
 
     n: int
     queue: str
@@ -89,8 +93,13 @@ class QueueMessage(Model):
     size: int
     redelivered: bool
     summary: str
-    #: the drain line: decoded fields plus "message" (body base64, headers, properties, exchange, routing_key)
+    #: the drain line: decoded fields plus "message" (body base64, headers, properties, exchange, routing_key);
+    #: peek adds "size_limit" (bytes or null) and "near_limit"
     record: dict[str, Any] = field(default_factory=dict)
+    #: the body is at least NEAR_LIMIT of the broker's largest accepted message (a bigger one will be refused)
+    near_limit: bool = False
+    #: what is wrong with it, for the table (e.g. "120 MiB: 94% of the broker's 128 MiB limit")
+    note: str | None = None
 
     json_value: ClassVar[str | None] = "record"
 

@@ -44,6 +44,12 @@ class TableInfo(Model):
         "item_count": "item_count",
         "size_bytes": "size_bytes",
         "ttl": {"status": "ttl_status", "attribute": "ttl_attribute"},
+        "item_sizes": {
+            "sampled": "sampled_items",
+            "near_limit": "near_limit_items",
+            "largest_bytes": "largest_item_bytes",
+            "largest_key": "largest_item_key",
+        },
         "created": "created",
         "changed": "changed",
         "dry_run": "dry_run",
@@ -66,3 +72,9 @@ class TableInfo(Model):
     changed: bool | None = None
     dry_run: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: `table describe`'s bounded sample (None: not sampled): items read, how many of them are at least
+    #: 300 KiB (near DynamoDB's 400 KB item limit, past which Celery cannot store a result), the largest
+    sampled_items: int | None = None
+    near_limit_items: int | None = None
+    largest_item_bytes: int | None = None
+    largest_item_key: str | None = None

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from taskctl import events
+from taskctl.backends.base import ValueHint
+from taskctl.formats.compression import CELERY_COMPRESSED_MAGIC
 from taskctl.formats.result import parse_date_done
 
 if TYPE_CHECKING:
@@ -51,6 +53,20 @@ class Filters:
             "newer_than": self.newer_than,
             "larger_than": self.larger_than,
         }
+
+    def value_hint(self) -> ValueHint | None:
+        """What a store may filter on its server. --larger-than: the stored bytes' size, exactly. --state: a value
+        holds its state's name as text in every serializer Celery writes (json, msgpack, yaml, pickle), unless
+        compressed (kept whole); not where the state can be implied without the text (PENDING is what a meta
+        without a status reads as; UNKNOWN is an unreadable value)."""
+        states = bool(self.states) and not self.states & {"PENDING", "UNKNOWN"}
+        if not states and self.larger_than is None:
+            return None
+        return ValueHint(
+            contains=tuple(s.encode("utf-8") for s in sorted(self.states)) if states else (),
+            or_starts_with=(CELERY_COMPRESSED_MAGIC,) if states else (),
+            larger_than=self.larger_than,
+        )
 
     def age_ok(self, when: float | None, now: float) -> bool:
         if self.older_than is None and self.newer_than is None:

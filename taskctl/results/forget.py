@@ -207,7 +207,9 @@ def _forget_matching(
         if cp.finished(segments):
             return ForgetReport(forgotten=(), missing=(), dry_run=False, count=0, earlier=cp.earlier)
     with events.progress("scanning for results to forget", None) as bar:
-        for page in store.scan_pages(prefixes, shard=shard, segments=segments, resume=resume):
+        for page in store.scan_pages(
+            prefixes, shard=shard, segments=segments, resume=resume, values=filters.value_hint()
+        ):
             bar.advance(len(page.items))
             keys: list[str] = []
             for item in page.items:

@@ -56,6 +56,7 @@ def list_results(
         raise UsageError(f"{reader.store.describe()} cannot be listed")
     prefixes = [p + KIND_PREFIXES[kind] for p in reader.keys.prefixes]
     model: type[TaskResult] | type[StoredGroup] = TaskResult if kind == "task" else StoredGroup
+    hint = filters.value_hint() if kind == "task" else None
 
     def rows() -> Iterator[Any]:
         shown = 0
@@ -65,7 +66,7 @@ def list_results(
             if limit == 0:
                 return
             with events.progress(f"scanning {reader.store.describe()}", None) as bar:
-                for item in reader.store.scan(prefixes, shard=shard, segments=segments):
+                for item in reader.store.scan(prefixes, shard=shard, segments=segments, values=hint):
                     bar.advance()
                     limiter.take(1)
                     parsed = reader.keys.parse(item.key)
