@@ -44,7 +44,7 @@ def list_reply_queues(settings: Settings, idle_for: float | None = None) -> Iter
         if idle_for is not None:
             # RabbitMQ reports idle_since only some seconds after the last use; --idle-for 0 means "no consumer"
             idle = bq.idle_seconds if bq.idle_seconds is not None else 0.0
-            if bq.consumers > 0 or (idle_for > 0 and (bq.idle_seconds is None or idle < idle_for)):
+            if (bq.consumers or 0) > 0 or (idle_for > 0 and (bq.idle_seconds is None or idle < idle_for)):
                 continue
         yield bq
 

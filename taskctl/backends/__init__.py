@@ -29,7 +29,9 @@ TABLE_ADMINS: dict[str, str] = {
 }
 BROKER = "taskctl.backends.kombu_broker:KombuBroker"
 #: scheme -> adapter, for transports with one of their own; every other scheme is BROKER
-BROKERS: dict[str, str] = {}
+BROKERS: dict[str, str] = {
+    "sqs": "taskctl.backends.sqs_broker:SqsBroker",
+}
 MANAGEMENT = "taskctl.backends.management:ManagementAPI"
 CONTROL = "taskctl.backends.control:KombuControl"
 

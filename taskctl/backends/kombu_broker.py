@@ -67,6 +67,10 @@ class KombuBroker:
     returns_in_place: bool
     #: the broker lists its own queues (subclasses for Redis and SQS); RabbitMQ: the management API
     lists_queues: bool = False
+    #: a peek counts toward a delivery limit read by ``delivery_limit`` (SQS); quorum queues: management API
+    peek_counts_deliveries: bool = False
+    #: ``dead_letter_sources`` names the queues feeding a dead-letter queue (SQS); here x-death says it
+    knows_dead_letter_sources: bool = False
 
     def __init__(self, url: str, transport_options: dict[str, Any] | None = None) -> None:
         self.url = url
@@ -254,6 +258,14 @@ class KombuBroker:
     def iter_queues(self) -> Iterator[BrokerQueue]:
         """Only adapters with ``lists_queues`` list queues; RabbitMQ's list is the management API's."""
         raise NotImplementedError(f"{self.scheme}:// cannot list its queues")
+
+    def delivery_limit(self, queue: str) -> int | None:
+        """Only adapters with ``peek_counts_deliveries`` read a limit; RabbitMQ's is the management API's."""
+        return None
+
+    def dead_letter_sources(self, queue: str) -> list[str]:
+        """Only adapters with ``knows_dead_letter_sources``; on RabbitMQ each message's x-death names it."""
+        return []
 
     # -- changing -----------------------------------------------------------------------------------------------
 

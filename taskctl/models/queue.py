@@ -12,28 +12,52 @@ from taskctl.models.base import Model
 class QueueStats(Model):
     """`queue stats`: ready messages and consumers of one queue (passive declare)."""
 
-    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "consumers", "note")
+    columns: ClassVar[tuple[str, ...]] = (
+        "queue",
+        "messages",
+        "consumers",
+        "in_flight",
+        "delayed",
+        "dead_letter_queue",
+        "note",
+    )
 
     queue: str
     messages: int
-    #: None where the transport cannot count consumers (Redis, filesystem)
+    #: None where the transport cannot count consumers (Redis, filesystem, SQS)
     consumers: int | None
     #: "empty or missing" on transports where an empty queue does not exist
     note: str | None = None
+    #: SQS: received and not yet deleted; delayed; the redrive policy's queue and maxReceiveCount
+    in_flight: int | None = None
+    delayed: int | None = None
+    dead_letter_queue: str | None = None
+    max_receive_count: int | None = None
 
 
 @dataclass(frozen=True)
 class BrokerQueue(Model):
     """`queue list` / `rpc list`: one queue as RabbitMQ's management API reports it."""
 
-    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "unacked", "consumers", "idle", "type", "expires")
+    columns: ClassVar[tuple[str, ...]] = (
+        "queue",
+        "messages",
+        "unacked",
+        "consumers",
+        "idle",
+        "type",
+        "expires",
+        "delayed",
+        "dead_letter_queue",
+    )
 
     queue: str
     vhost: str
     messages: int
     ready: int
     unacked: int
-    consumers: int
+    #: None where the broker cannot tell (SQS)
+    consumers: int | None
     #: ISO-8601 UTC; None while in use
     idle_since: str | None
     idle_seconds: float | None
@@ -49,6 +73,9 @@ class BrokerQueue(Model):
     #: messages per second published to / delivered from the queue (None until it has traffic)
     rate_in: float | None = None
     rate_out: float | None = None
+    #: SQS: messages sent with a delay not yet run out; the redrive policy's dead-letter queue
+    delayed: int | None = None
+    dead_letter_queue: str | None = None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,16 @@ def stats(settings: Settings, queues: Iterable[str]) -> Outcome:
                 missing.append(exc)
                 continue
             note = None if c.certain else "empty or missing"
-            yield QueueStats(queue=q, messages=c.messages, consumers=c.consumers, note=note)
+            yield QueueStats(
+                queue=q,
+                messages=c.messages,
+                consumers=c.consumers,
+                note=note,
+                in_flight=c.in_flight,
+                delayed=c.delayed,
+                dead_letter_queue=c.dead_letter_queue,
+                max_receive_count=c.max_receive_count,
+            )
         if missing:
             outcome.exit_code = ExitCode.NOT_FOUND
             outcome.message = "; ".join(exc.message for exc in missing)
@@ -104,8 +113,26 @@ def _major(version: str | None) -> int | None:
         return None
 
 
+def _delivery_limit_check(broker: Broker, queue: str, force: bool) -> None:
+    """Where the broker counts a peek as a delivery (SQS receives toward maxReceiveCount): refuse if it has a
+    limit, as for a quorum queue; a missing queue is exit 3."""
+    limit = broker.delivery_limit(queue)
+    if limit is None:
+        return
+    if not force:
+        raise ConflictError(
+            f"queue {queue!r} sends a message to its dead-letter queue after {limit} deliveries, and each peek "
+            "counts as one: peeking can push messages there",
+            hint="pass --force to peek anyway",
+        )
+    events.warn(f"queue {queue!r}: this peek counts as a delivery of each message shown (limit {limit})")
+
+
 def _quorum_check(settings: Settings, broker: Broker, queue: str, force: bool) -> None:
     """Refuse to peek where a delivery limit can drop messages, or where the limit cannot be read."""
+    if broker.peek_counts_deliveries:
+        _delivery_limit_check(broker, queue, force)
+        return
     if not broker.has_management:
         return
     broker.stats(queue)  # a missing queue is exit 3, not "cannot tell"
