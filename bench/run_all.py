@@ -21,6 +21,7 @@ BENCHES = [
     ("Broker: drain, purge, move", ["bench/broker_bench.py"]),
     ("Workers: worker list against celery inspect ping", ["bench/worker_bench.py"]),
     ("Bulk results: list, forget, resume", ["bench/bulk_bench.py"]),
+    ("SQS: requests per 1,000 messages drained", ["bench/sqs_bench.py"]),
 ]
 
 

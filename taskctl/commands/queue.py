@@ -84,7 +84,9 @@ def peek(
     queue: str = typer.Argument("celery", metavar="QUEUE", help="Queue to look into."),
     limit: int = typer.Option(10, "--limit", "-n", metavar="N", help=LIMIT_HELP),
     force: bool = typer.Option(
-        False, "--force", help="Peek a quorum queue with a delivery limit, or one whose limit cannot be read."
+        False,
+        "--force",
+        help="Peek a quorum queue with a delivery limit (or one whose limit cannot be read), or an SQS queue with a redrive policy.",
     ),
 ) -> Listing:
     """Show messages at the head of a queue and leave them there, decoded.
