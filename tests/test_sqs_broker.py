@@ -420,3 +420,52 @@ def test_requeue_from_a_queue_no_redrive_policy_names(run: Any, sqs: Any) -> Non
     assert r.exit_code == 0, r.stderr
     assert {x["task_id"] for x in r.json if x["action"] == "requeued"} == ids
     assert b.stats(name + "-to").messages == 2
+
+
+def test_bodies_that_are_not_kombu_envelopes_never_stop_a_drain(run: Any, sqs: Any, tmp_path: Path) -> None:
+    """Stored data is untrusted: raw text, base64 of non-JSON, a JSON list, a bad inner body, deep nesting."""
+    import base64
+
+    b, name = sqs
+    b.declare_queue(name)
+    bodies = [
+        "plain text, not base64",
+        base64.b64encode(b"\xff\xfe not utf-8").decode(),
+        base64.b64encode(b"[1, 2, 3]").decode(),
+        base64.b64encode(json.dumps({"body": "%%%", "properties": {"body_encoding": "base64"}}).encode()).decode(),
+        "[" * 50_000,
+    ]
+    client, url = b.client(), b.queue_url(name)
+    for body in bodies:
+        client.send_message(QueueUrl=url, MessageBody=body)
+    fill(b, name, 1, prefix="good")
+    out = tmp_path / "poison.jsonl"
+    r = run("queue", "drain", name, "--yes", "--file", str(out), "--idle", "1", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json["count"] == 6
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 6 and "good-00000" in [x.get("task_id") for x in lines]
+    assert b.stats(name).messages == 0
+
+
+def test_a_drain_longer_than_the_visibility_timeout_deletes_before_it_runs_out(
+    run: Any, sqs_url: str, unique_name: str, tmp_path: Path
+) -> None:
+    """With a 6 s visibility timeout, a drain of 200 messages on (slow) moto outlasts it: taskctl commits and
+    deletes what it holds after 3 s, so SQS never hands a message out twice and the drain runs to the end."""
+    write_config(sqs_url, taskctl_visibility_timeout=6)
+    b = broker(sqs_url)
+    b.declare_queue(unique_name)
+    try:
+        ids = fill(b, unique_name, 200)
+        out = tmp_path / "slow.jsonl"
+        t = time.monotonic()
+        r = run("queue", "drain", unique_name, "--yes", "--file", str(out), "--idle", "1", "-o", "json")
+        took = time.monotonic() - t
+        assert r.exit_code == 0, r.stderr
+        assert (r.json["count"], r.json["stopped"]) == (200, "idle")
+        assert Counter(file_ids(out)) == Counter(ids), f"took {took:.1f}s"
+        assert "could not be deleted" not in r.stderr
+        assert took > 6, f"the drain took {took:.1f}s, not longer than the visibility timeout: nothing tested"
+    finally:
+        b.delete_queue(unique_name)

@@ -91,7 +91,9 @@ def purge(settings: Settings, queues: Iterable[str], *, dry_run: bool, missing_o
                 raise
             plan.append((q, -1, "missing"))
             continue
-        plan.append((q, c.messages, None if c.certain else "empty or missing"))
+        # SQS's PurgeQueue also removes what is in flight and delayed (None elsewhere)
+        n = c.messages + (c.in_flight or 0) + (c.delayed or 0)
+        plan.append((q, n, None if c.certain else "empty or missing"))
     out = []
     for q, n, note in plan:
         if n < 0:
