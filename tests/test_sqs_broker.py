@@ -47,10 +47,10 @@ def broker(url: str, **opts: Any) -> Any:
 
 def write_config(url: str, **opts: Any) -> None:
     """./taskctl.toml (the tests run in tmp_path) naming the broker and its transport options."""
+    import tomlkit
+
     options = {"region": "us-east-1", "taskctl_visibility_timeout": VISIBILITY, **opts}
-    lines = ["[default]", f'broker = "{url}"', "[default.transport_options]"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in options.items()]
-    Path("taskctl.toml").write_text("\n".join(lines) + "\n")
+    Path("taskctl.toml").write_text(tomlkit.dumps({"default": {"broker": url, "transport_options": options}}))
 
 
 @pytest.fixture
@@ -469,3 +469,29 @@ def test_a_drain_longer_than_the_visibility_timeout_deletes_before_it_runs_out(
         assert took > 6, f"the drain took {took:.1f}s, not longer than the visibility timeout: nothing tested"
     finally:
         b.delete_queue(unique_name)
+
+
+def test_queue_name_prefix_and_predefined_queues(run: Any, sqs_url: str, unique_name: str) -> None:
+    """As kombu reads them: the prefix is added to every name (and taken off in listings); with
+    predefined_queues only those queues exist for taskctl."""
+    prefix = unique_name[:20] + "-"
+    write_config(sqs_url, queue_name_prefix=prefix)
+    b = broker(sqs_url, queue_name_prefix=prefix)
+    b.declare_queue("jobs.low")
+    try:
+        assert b.queue_url("jobs.low").endswith("/" + prefix + "jobs-low")
+        fill(b, "jobs.low", 2)
+        r = run("queue", "list", "-o", "json")
+        assert r.exit_code == 0, r.stderr
+        assert [x["queue"] for x in r.json] == ["jobs-low"]
+        r = run("queue", "stats", "jobs.low", "-o", "json")
+        assert r.exit_code == 0 and r.json[0]["messages"] == 2, r.stderr
+
+        url = b.queue_url("jobs.low")
+        write_config(sqs_url, predefined_queues={prefix + "jobs-low": {"url": url}}, queue_name_prefix=prefix)
+        r = run("queue", "list", "-o", "json")
+        assert [x["queue"] for x in r.json] == ["jobs-low"]
+        r = run("queue", "stats", "other")
+        assert r.exit_code == 3 and "predefined_queues" in r.stderr
+    finally:
+        b.delete_queue("jobs.low")
