@@ -495,3 +495,26 @@ def test_queue_name_prefix_and_predefined_queues(run: Any, sqs_url: str, unique_
         assert r.exit_code == 3 and "predefined_queues" in r.stderr
     finally:
         b.delete_queue("jobs.low")
+
+
+def test_a_message_the_destination_refuses_is_not_deleted(run: Any, sqs: Any, tmp_path: Path) -> None:
+    """A destination with a 1 KiB MaximumMessageSize refuses the big message: move exits 1 and says what was
+    done; every message is still in the source or in the destination (the refused one in the source)."""
+    b, name = sqs
+    src, dst = name, name + "-small"
+    b.declare_queue(src)
+    b.declare_queue(dst, attributes={"MaximumMessageSize": "1024"})
+    ids = fill(b, src, 25)
+    with b.publisher() as pub:
+        pub.publish(build_task_message("app.big", ["x" * 3000], {}, task_id="big", queue=src), "", src)
+        pub.flush()
+    r = run("queue", "move", src, dst, "--yes", "--idle", "1")
+    assert r.exit_code == 1
+    assert "shorter than 1024" in r.stderr and "Traceback" not in r.stderr and "testing:testing" not in r.stderr
+    assert b.stats(src).in_flight == 0  # released at once on the way out
+    out_src, out_dst = tmp_path / "src.jsonl", tmp_path / "dst.jsonl"
+    for q, out in ((src, out_src), (dst, out_dst)):
+        r = run("queue", "drain", q, "--yes", "--file", str(out), "--idle", "1")
+        assert r.exit_code == 0, r.stderr
+    assert "big" in file_ids(out_src)
+    assert set(file_ids(out_src) + file_ids(out_dst)) == ids | {"big"}

@@ -671,6 +671,8 @@ class SqsPublisher:
         self._confirmed = 0
         self._buffers: dict[str, list[dict[str, Any]]] = {}
         self._bytes: dict[str, int] = {}
+        #: the first send that failed: every later flush raises, so the source is never deleted past it
+        self._failure: str | None = None
 
     @property
     def confirmed(self) -> int:
@@ -706,18 +708,29 @@ class SqsPublisher:
         self._bytes.pop(queue, None)
         if not entries:
             return
-        url = self.broker.queue_url(queue)
-        resp = self.broker.call(queue, f"send to {queue!r}", "send_message_batch", QueueUrl=url, Entries=entries)
+        try:
+            url = self.broker.queue_url(queue)
+            resp = self.broker.call(queue, f"send to {queue!r}", "send_message_batch", QueueUrl=url, Entries=entries)
+        except TaskctlError as exc:
+            self._failure = self._failure or exc.message
+            raise
         failed = resp.get("Failed") or []
         self._confirmed += len(resp.get("Successful") or [])
         if failed:
             f = failed[0]
+            text = mask_text(str(f.get("Message") or ""), self.broker.url)
+            self._failure = self._failure or f"SQS refused a message sent to {queue!r}: {f.get('Code')}: {text}"
             raise OperationError(
-                f"SQS refused {len(failed)} of {len(entries)} messages sent to {queue!r}: "
-                f"{f.get('Code')}: {mask_text(str(f.get('Message') or ''), self.broker.url)}",
+                f"SQS refused {len(failed)} of {len(entries)} messages sent to {queue!r}: {f.get('Code')}: {text}",
                 hint="the source messages were not deleted and stay where they were",
             )
 
     def flush(self, timeout: float = 60.0) -> None:
+        """Send what is buffered; raises if any message since the start was refused (or its request failed), so
+        nothing is deleted from the source after a failed send."""
         for queue in list(self._buffers):
             self._send(queue)
+        if self._failure:
+            raise OperationError(
+                f"publish failed: {self._failure}", hint="the source messages were not deleted and stay where they were"
+            )
