@@ -327,6 +327,26 @@ def test_sigkill_move_loses_nothing(run: Any, sqs: Any, taskctl_cmd: list[str], 
     assert sum(got.values()) - len(got) <= MAX_DUPS
 
 
+@pytest.mark.slow
+def test_sigkill_requeue_loses_nothing(run: Any, sqs: Any, taskctl_cmd: list[str], tmp_path: Path) -> None:
+    b, name = sqs
+    src, dst = name, name + "-dst"
+    b.declare_queue(src)
+    b.declare_queue(dst)
+    ids = fill(b, src, TOTAL)
+    kill_at = random.Random(6).randrange(10, TOTAL - 50)
+    argv = [*taskctl_cmd, "task", "requeue", "--from", src, "--to", dst, "--yes", "-o", "jsonl"]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill(p, lambda: b.stats(dst).messages >= kill_at)
+    assert b.stats(dst).messages < TOTAL, "requeue finished before the kill"
+    out_src, out_dst = tmp_path / "src.jsonl", tmp_path / "dst.jsonl"
+    _finish(run, b, src, out_src)
+    _finish(run, b, dst, out_dst)
+    got = Counter(file_ids(out_src) + file_ids(out_dst))
+    assert set(got) == ids, f"lost {len(ids - set(got))}"
+    assert sum(got.values()) - len(got) <= MAX_DUPS
+
+
 # -- requeue from a dead-letter queue, run by a real worker ------------------------------------------------------
 
 WORKER_APP = """
