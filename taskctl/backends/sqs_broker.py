@@ -219,8 +219,10 @@ class SqsBroker:
         self.b64 = bool(opts.get("sqs_base64_encoding", True))
         try:
             self.visibility = int(float(opts.get("taskctl_visibility_timeout") or DEFAULT_VISIBILITY))
-        except (TypeError, ValueError):
-            raise UsageError("transport option taskctl_visibility_timeout must be a number of seconds") from None
+        except (TypeError, ValueError, OverflowError):
+            self.visibility = -1
+        if not 2 <= self.visibility <= 43200:
+            raise UsageError("transport option taskctl_visibility_timeout must be 2 to 43200 seconds (SQS's limit)")
         self._region: str | None = opts.get("region") or None
         self._clients: dict[tuple[str | None, str | None, str | None], Any] = {}
         self._urls: dict[str, str] = {}
@@ -249,7 +251,8 @@ class SqsBroker:
 
     def client(self, sqs_name: str | None = None) -> Any:
         """The boto3 SQS client for a queue (a predefined queue may have a region and keys of its own)."""
-        q = self.predefined.get(sqs_name or "") or {}
+        entry = self.predefined.get(sqs_name or "")
+        q: dict[str, Any] = entry if isinstance(entry, dict) else {}
         key = (q.get("region", self.region), q.get("access_key_id", self.access_key), q.get("secret_access_key"))
         key = (key[0], key[1], key[2] or self.secret_key)
         c = self._clients.get(key)
