@@ -23,6 +23,7 @@ BENCHES = [
     ("Workers: worker list against celery inspect ping", ["bench/worker_bench.py"]),
     ("Bulk results: list, forget, resume", ["bench/bulk_bench.py"]),
     ("Top: CPU use and refresh latency of the live view", ["bench/top_bench.py"]),
+    ("SQS: requests per 1,000 messages drained", ["bench/sqs_bench.py"]),
 ]
 
 

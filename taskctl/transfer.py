@@ -214,7 +214,10 @@ class Transfer:
             assert source is not None
             pending = self._pending
             try:
-                idle_since = time.monotonic()
+                # seconds spent waiting on the source without a message: time spent committing does not count,
+                # and a source may return None at once to have what it handed over committed (SQS, before the
+                # visibility timeout of what it holds runs out)
+                waited = 0.0
                 limit, select, batch, idle = self.limit, self.select, self.batch, self.idle
                 monotonic = time.monotonic
                 while True:
@@ -224,17 +227,19 @@ class Transfer:
                     if scan is not None and t.seen >= scan:
                         t.stopped = "one-pass" if select is not None else "end"
                         break
+                    asked = monotonic()
                     d = source.next(COMMIT_IDLE if pending else min(COMMIT_IDLE, idle))
                     if d is None:
+                        waited += monotonic() - asked
                         self._commit()
                         if self.use_get:
                             t.stopped = "end"
                             break
-                        if monotonic() - idle_since >= idle:
+                        if waited >= idle:
                             t.stopped = "idle"
                             break
                         continue
-                    idle_since = monotonic()
+                    waited = 0.0
                     t.seen += 1
                     item = Item(d)
                     if select is not None and not select(d.raw):

@@ -186,6 +186,48 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """moto's SQS server (``python -m moto.server``) on a free loopback port, as a process of its own: reached
+    through boto3 and kombu exactly as a real endpoint (``sqs://KEY:SECRET@127.0.0.1:PORT``)."""
+    import subprocess
+    import time
+
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        service_missing("moto[server] (pip install 'moto[server]')")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            service_missing("moto's server (it did not start)")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def sqs_url(sqs_endpoint: str) -> str:
+    """The broker URL Celery would be given for that endpoint."""
+    return "sqs://testing:testing@" + sqs_endpoint.split("://", 1)[1]
+
+
 @pytest.fixture
 def taskctl_cmd() -> list[str]:
     """taskctl as a subprocess (for kill tests and start-up checks)."""

@@ -31,6 +31,7 @@ BROKER = "taskctl.backends.kombu_broker:KombuBroker"
 #: scheme -> adapter, for transports with one of their own; every other scheme is BROKER
 BROKERS: dict[str, str] = {
     "redis": "taskctl.backends.redis_broker:RedisBroker",
+    "sqs": "taskctl.backends.sqs_broker:SqsBroker",
 }
 MANAGEMENT = "taskctl.backends.management:ManagementAPI"
 CONTROL = "taskctl.backends.control:KombuControl"

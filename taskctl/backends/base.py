@@ -269,6 +269,13 @@ class QueueCounts:
     consumers: int | None
     #: False only where the transport cannot tell a missing queue from an empty one (Redis, filesystem)
     certain: bool = True
+    #: received and not yet deleted (SQS "not visible"); None where the transport does not say
+    in_flight: int | None = None
+    #: sent with a delay that has not run out yet (SQS); None where the transport has no delays
+    delayed: int | None = None
+    #: where messages go after max_receive_count receives (SQS redrive policy)
+    dead_letter_queue: str | None = None
+    max_receive_count: int | None = None
 
 
 @dataclass
@@ -357,6 +364,11 @@ class Broker(Protocol):
     #: the largest message body the transport accepts, in bytes (SQS: 262,144); None where it is a server
     #: setting (RabbitMQ's max_message_size) or there is no practical limit
     max_message_bytes: int | None
+    #: a peek counts as a delivery toward a limit the broker itself reads (``delivery_limit``; SQS receives
+    #: count toward the redrive policy's maxReceiveCount); RabbitMQ's quorum limit is the management API's
+    peek_counts_deliveries: bool
+    #: a dead-letter queue names the queues that feed it (``dead_letter_sources``; SQS)
+    knows_dead_letter_sources: bool
     scheme: str
     url: str
     masked_url: str
@@ -375,6 +387,8 @@ class Broker(Protocol):
     ) -> AbstractContextManager[Consumer]: ...
     def publisher(self, *, window: int = 1000, purpose: str = "publish") -> AbstractContextManager[Publisher]: ...
     def iter_queues(self) -> Iterator[BrokerQueue]: ...  # every queue (only where lists_queues)
+    def delivery_limit(self, queue: str) -> int | None: ...  # deliveries before dead-lettering (None: no limit)
+    def dead_letter_sources(self, queue: str) -> list[str]: ...  # queues dead-lettering into QUEUE ([]: unknown)
 
 
 class HoldsUnacked(Protocol):

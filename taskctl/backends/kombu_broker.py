@@ -72,6 +72,10 @@ class KombuBroker:
     #: the largest message body the transport accepts, in bytes (subclasses: SQS 262,144); None where it is a
     #: server setting (RabbitMQ's max_message_size, read by the operation) or there is no practical one
     max_message_bytes: int | None = None
+    #: a peek counts toward a delivery limit read by ``delivery_limit`` (SQS); quorum queues: management API
+    peek_counts_deliveries: bool = False
+    #: ``dead_letter_sources`` names the queues feeding a dead-letter queue (SQS); here x-death says it
+    knows_dead_letter_sources: bool = False
 
     def __init__(self, url: str, transport_options: dict[str, Any] | None = None) -> None:
         self.url = url
@@ -238,6 +242,14 @@ class KombuBroker:
     def iter_queues(self) -> Iterator[BrokerQueue]:
         """Only adapters with ``lists_queues`` list queues; RabbitMQ's list is the management API's."""
         raise NotImplementedError(f"{self.scheme}:// cannot list its queues")
+
+    def delivery_limit(self, queue: str) -> int | None:
+        """Only adapters with ``peek_counts_deliveries`` read a limit; RabbitMQ's is the management API's."""
+        return None
+
+    def dead_letter_sources(self, queue: str) -> list[str]:
+        """Only adapters with ``knows_dead_letter_sources``; on RabbitMQ each message's x-death names it."""
+        return []
 
     # -- changing -----------------------------------------------------------------------------------------------
 

@@ -106,7 +106,9 @@ def peek(
     queue: str = typer.Argument("celery", metavar="QUEUE", help="Queue to look into."),
     limit: int = typer.Option(10, "--limit", "-n", metavar="N", help=LIMIT_HELP),
     force: bool = typer.Option(
-        False, "--force", help="Peek a quorum queue with a delivery limit, or one whose limit cannot be read."
+        False,
+        "--force",
+        help="Peek a quorum queue with a delivery limit (or one whose limit cannot be read), or an SQS queue with a redrive policy.",
     ),
     max_message_size: str = typer.Option(None, "--max-message-size", metavar="SIZE", help=MAX_MESSAGE_SIZE_HELP),
 ) -> Listing:

@@ -12,11 +12,20 @@ from taskctl.models.base import Model
 class QueueStats(Model):
     """`queue stats`: ready messages and consumers of one queue (passive declare)."""
 
-    columns: ClassVar[tuple[str, ...]] = ("queue", "messages", "consumers", "size_limit", "note")
+    columns: ClassVar[tuple[str, ...]] = (
+        "queue",
+        "messages",
+        "consumers",
+        "in_flight",
+        "delayed",
+        "dead_letter_queue",
+        "size_limit",
+        "note",
+    )
 
     queue: str
     messages: int
-    #: None where the transport cannot count consumers (Redis, filesystem)
+    #: None where the transport cannot count consumers (Redis, filesystem, SQS)
     consumers: int | None
     #: "empty or missing" on transports where an empty queue does not exist
     note: str | None = None
@@ -24,6 +33,11 @@ class QueueStats(Model):
     size_limit: int | None = None
     #: where size_limit comes from: "--max-message-size", "transport", "RabbitMQ 3.10.8 default"; None: unknown
     size_limit_source: str | None = None
+    #: SQS: received and not yet deleted; delayed; the redrive policy's queue and maxReceiveCount
+    in_flight: int | None = None
+    delayed: int | None = None
+    dead_letter_queue: str | None = None
+    max_receive_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,8 @@ class BrokerQueue(Model):
         "type",
         "expires",
         "exchanges",
+        "delayed",
+        "dead_letter_queue",
     )
 
     queue: str
@@ -46,7 +62,7 @@ class BrokerQueue(Model):
     messages: int
     ready: int
     unacked: int
-    #: None where the broker cannot count consumers (Redis)
+    #: None where the broker cannot count consumers (Redis, SQS)
     consumers: int | None
     #: ISO-8601 UTC; None while in use
     idle_since: str | None
@@ -65,6 +81,9 @@ class BrokerQueue(Model):
     rate_out: float | None = None
     #: exchanges bound to the queue (Redis: kombu's bindings; empty from RabbitMQ's queue list)
     exchanges: tuple[str, ...] = ()
+    #: SQS: messages sent with a delay not yet run out; the redrive policy's dead-letter queue
+    delayed: int | None = None
+    dead_letter_queue: str | None = None
 
 
 @dataclass(frozen=True)

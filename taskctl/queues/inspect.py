@@ -52,6 +52,10 @@ def stats(settings: Settings, queues: Iterable[str], *, max_message_size: int | 
                 note=note,
                 size_limit=limit.bytes,
                 size_limit_source=limit.source,
+                in_flight=c.in_flight,
+                delayed=c.delayed,
+                dead_letter_queue=c.dead_letter_queue,
+                max_receive_count=c.max_receive_count,
             )
         if missing:
             outcome.exit_code = ExitCode.NOT_FOUND
@@ -95,7 +99,9 @@ def purge(settings: Settings, queues: Iterable[str], *, dry_run: bool, missing_o
                 raise
             plan.append((q, -1, "missing"))
             continue
-        plan.append((q, c.messages, None if c.certain else "empty or missing"))
+        # SQS's PurgeQueue also removes what is in flight and delayed (None elsewhere)
+        n = c.messages + (c.in_flight or 0) + (c.delayed or 0)
+        plan.append((q, n, None if c.certain else "empty or missing"))
     out = []
     for q, n, note in plan:
         if n < 0:
@@ -171,8 +177,26 @@ def _major(version: str | None) -> int | None:
         return None
 
 
+def _delivery_limit_check(broker: Broker, queue: str, force: bool) -> None:
+    """Where the broker counts a peek as a delivery (SQS receives toward maxReceiveCount): refuse if it has a
+    limit, as for a quorum queue; a missing queue is exit 3."""
+    limit = broker.delivery_limit(queue)
+    if limit is None:
+        return
+    if not force:
+        raise ConflictError(
+            f"queue {queue!r} sends a message to its dead-letter queue after {limit} deliveries, and each peek "
+            "counts as one: peeking can push messages there",
+            hint="pass --force to peek anyway",
+        )
+    events.warn(f"queue {queue!r}: this peek counts as a delivery of each message shown (limit {limit})")
+
+
 def _quorum_check(settings: Settings, broker: Broker, queue: str, force: bool) -> None:
     """Refuse to peek where a delivery limit can drop messages, or where the limit cannot be read."""
+    if broker.peek_counts_deliveries:
+        _delivery_limit_check(broker, queue, force)
+        return
     if not broker.has_management:
         return
     broker.stats(queue)  # a missing queue is exit 3, not "cannot tell"

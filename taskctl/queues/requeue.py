@@ -98,6 +98,19 @@ def requeue_from_queue(
     start = broker.stats(source)  # NotFoundError (exit 3) before anything streams
     if not start.certain and start.messages == 0:
         events.warn(f"queue {source!r} is empty or missing ({broker.scheme}:// cannot tell)")
+    no_target = "no x-death header: pass --to QUEUE"
+    if to is None and broker.knows_dead_letter_sources:
+        # SQS: no x-death; the queue whose redrive policy names SOURCE is where its messages died
+        sources = broker.dead_letter_sources(source)
+        if len(sources) == 1:
+            to = sources[0]
+        else:
+            which = (
+                f"several queues dead-letter into it ({', '.join(sources[:3])})"
+                if sources
+                else "no queue's redrive policy names it"
+            )
+            no_target = f"{which}: pass --to QUEUE"
 
     def matches(raw: msgfmt.RawMessage) -> bool:
         try:
@@ -127,7 +140,7 @@ def requeue_from_queue(
                     fixed, note = d.raw, None
                 if row.queue is None:
                     tally.skipped += 1
-                    yield replace(row, action="skipped", note="no x-death header: pass --to QUEUE")
+                    yield replace(row, action="skipped", note=no_target)
                 elif fixed is None:
                     tally.skipped += 1
                     yield replace(row, action="skipped", note=note)
@@ -175,7 +188,7 @@ def requeue_from_queue(
                     except _POISON:
                         fixed, note = item.raw, None
                     if row.queue is None:
-                        item.row = replace(row, action="skipped", note="no x-death header: pass --to QUEUE")
+                        item.row = replace(row, action="skipped", note=no_target)
                         tally.skipped += 1
                         t.put_back(item)
                     elif fixed is None:
