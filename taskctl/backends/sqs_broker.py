@@ -201,6 +201,10 @@ class SqsBroker:
     peek_counts_deliveries = True
     #: a dead-letter queue names its sources (ListDeadLetterSourceQueues)
     knows_dead_letter_sources = True
+    #: unacked messages are hidden by SQS, not data a client reads (no ``held``/``restore_held``)
+    holds_unacked = False
+    #: SQS's classic message size limit (a queue's ``MaximumMessageSize`` may be set lower)
+    max_message_bytes: int | None = 262_144
     scheme = "sqs"
 
     def __init__(self, url: str, transport_options: Mapping[str, Any] | None = None) -> None:
