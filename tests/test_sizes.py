@@ -110,12 +110,25 @@ def test_peek_and_stats_use_the_servers_default_limit(queue: Any, rabbitmq_url: 
             "note": None,
             "size_limit": expected,
             "size_limit_source": f"RabbitMQ {version} default" if expected else None,
+            "in_flight": None,
+            "delayed": None,
+            "dead_letter_queue": None,
+            "max_receive_count": None,
         }
     ]
     r = run("queue", "stats", q, "--max-message-size", "16MiB", "-o", "json", "--broker", rabbitmq_url)
     assert (r.json[0]["size_limit"], r.json[0]["size_limit_source"]) == (16 * MiB, "--max-message-size")
     r = run("queue", "stats", q, "--broker", rabbitmq_url)
-    assert r.stdout.splitlines()[0].split() == ["QUEUE", "MESSAGES", "CONSUMERS", "SIZE_LIMIT", "NOTE"]
+    assert r.stdout.splitlines()[0].split() == [
+        "QUEUE",
+        "MESSAGES",
+        "CONSUMERS",
+        "IN_FLIGHT",
+        "DELAYED",
+        "DEAD_LETTER_QUEUE",
+        "SIZE_LIMIT",
+        "NOTE",
+    ]
 
 
 def test_limit_unknown_when_the_management_api_is_unreachable(queue: Any, rabbitmq_url: str, run: Any) -> None:
