@@ -34,6 +34,7 @@ import errno
 import hashlib
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ class Tally:
 class Item:
     """One message on its way: RAW to hand over; the caller may attach a row to report after the commit."""
 
-    __slots__ = ("delivery", "raw", "recovered", "row", "sent", "taken", "was")
+    __slots__ = ("delivery", "has_id", "key", "raw", "recovered", "row", "sent", "taken", "was")
 
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
@@ -143,8 +144,11 @@ class Item:
         self.taken = True
         #: written or published already (an earlier run, or before a reconnect): only acked
         self.recovered = False
-        #: for a recovered item: "" done by an earlier run, "t" taken or "p" put back by this one (not yet counted)
+        #: for a recovered item: "" or "a" done already, "t" taken or "p" put back by this run (not yet counted)
         self.was = ""
+        #: message_key(raw), where the transfer tracks keys (--retries, --checkpoint)
+        self.key = ""
+        self.has_id = False
         self.row: object = None
         #: what was published for it (message, exchange, routing key), sent again if the publisher is replaced
         self.sent: list[tuple[RawMessage, str, str]] | None = None
@@ -213,13 +217,21 @@ class Transfer:
         self._pending: list[Item] = []
         self._source: Source | None = None
         self._consumer: Consumer | None = None
-        #: keys of messages written/published (and made durable) but maybe not acked -> "" (counted: done by an
-        #: earlier run), "t" (taken by this run, not yet counted as done) or "p" (put back by this run)
+        #: keys of messages written/published (made durable) that may come back -> "t" (taken by this run, not
+        #: yet counted as done), "p" (put back by this run), "" (done by an earlier run, maybe not acked) or "a"
+        #: (acked: an ack sent on a connection the broker had already closed is lost, so the last batches acked
+        #: are kept; one of them is recognised only when the broker says it is redelivered)
         self._known: dict[str, str] = {}
+        #: the key lists of the batches acked last, oldest first: together at most one prefetch window and a batch
+        self._acked: deque[list[str]] = deque()
+        self._acked_n = 0
+        self._keep = min(MAX_KEYS, self.prefetch + batch)
+        self._track = retries > 0 or checkpoint is not None
         if checkpoint is not None:
-            for k in checkpoint.state.get("unacked") or ():
-                if isinstance(k, str):
-                    self._known[k] = ""
+            for flag, name in (("a", "acked"), ("", "unacked")):
+                for k in checkpoint.state.get(name) or ():
+                    if isinstance(k, str):
+                        self._known[k] = flag
         #: reconnects in a row without a commit between them
         self._attempts = 0
         #: messages left in place (not taken) on this connection: looked at again after a reconnect
@@ -318,17 +330,17 @@ class Transfer:
 
     def _record(self, pending: list[Item]) -> None:
         """Before the ack: the batch's keys into the checkpoint, so a rerun acks them without writing them again."""
-        cp = self.checkpoint
-        if cp is None:
+        if self.checkpoint is None:
             return
         # every item of a batch is written, published back or recovered (left ones never join a batch)
-        keys = [*self._known, *(message_key(i.raw)[0] for i in pending)]
-        self._save(keys, pending)
+        unacked = [k for k, flag in self._known.items() if flag != "a"]
+        self._save([*unacked, *(i.key for i in pending)], pending)
 
-    def _save(self, keys: list[str], pending: list[Item]) -> None:
+    def _save(self, unacked: list[str], pending: list[Item]) -> None:
         cp = self.checkpoint
         assert cp is not None
-        cp.state["unacked"] = keys[-MAX_KEYS:]
+        cp.state["unacked"] = unacked[-MAX_KEYS:]
+        cp.state["acked"] = [k for k, flag in self._known.items() if flag == "a"][-MAX_KEYS:]
         if not self._recorded:  # a batch recorded, then cut off before its ack, is saved again but counted once
             cp.done += sum(1 for i in pending if i.taken)
             self._recorded = True
@@ -362,12 +374,28 @@ class Transfer:
                 self.tally.done += 1
             elif not self.leave:
                 self.tally.put_back += 1
+        if self._track:
+            self._remember_acked(pending)
         done = [i for i in pending if not i.recovered]
         pending.clear()
         self._recorded = False
         self._attempts = 0
         if self.on_commit is not None and done:
             self.on_commit(done)
+
+    def _remember_acked(self, pending: list[Item]) -> None:
+        keys = [i.key for i in pending]
+        known = self._known
+        for k in keys:
+            known[k] = "a"
+        self._acked.append(keys)
+        self._acked_n += len(keys)
+        while self._acked_n - len(self._acked[0]) >= self._keep:
+            old = self._acked.popleft()
+            self._acked_n -= len(old)
+            for k in old:
+                if known.get(k) == "a":
+                    del known[k]
 
     def _salvage(self) -> None:
         """On the way out of an error: commit what is safe, within seconds; never raise."""
@@ -383,9 +411,9 @@ class Transfer:
         if pending:
             self._durable()
             for item in pending:
-                self._known[message_key(item.raw)[0]] = item.was if item.recovered else "t" if item.taken else "p"
+                self._known[item.key] = item.was if item.recovered else "t" if item.taken else "p"
             if self.checkpoint is not None:
-                self._save(list(self._known), pending)
+                self._save([k for k, flag in self._known.items() if flag != "a"], pending)
             pending.clear()
             self._recorded = False
         while len(self._known) > MAX_KEYS:
@@ -397,12 +425,10 @@ class Transfer:
 
     def _recover(self, item: Item) -> bool:
         """ITEM was written/published before and not acked: mark it to be acked only."""
-        if not self._known:
+        flag = self._known.get(item.key)
+        if flag is None or not (item.raw.redelivered or (item.has_id and flag != "a")):
             return False
-        key, has_id = message_key(item.raw)
-        if key not in self._known or not (has_id or item.raw.redelivered):
-            return False
-        item.was = self._known.pop(key)
+        item.was = self._known.pop(item.key)
         item.recovered = True
         item.taken = False
         return True
@@ -462,6 +488,8 @@ class Transfer:
                         continue
                     idle_since = monotonic()
                     item = Item(d)
+                    if self._track:
+                        item.key, item.has_id = message_key(d.raw)
                     if self._known and self._recover(item):
                         pending.append(item)
                     else:
