@@ -61,13 +61,10 @@ def _streaming(gen: Callable[[_Tally], Iterator[RequeuedTask]]) -> Outcome:
             if tally.missing and tally.missing == tally.total:
                 outcome.exit_code = ExitCode.NOT_FOUND
             outcome.message = f"{tally.skipped} not requeued (see the note column), {tally.done} requeued"
-            if tally.summary:
-                outcome.message += f"; {tally.summary}"
-        elif tally.summary:
-            listing.summary = f"{tally.done} requeued; {tally.summary}"
+        if tally.summary:  # a --checkpoint run says what earlier runs did, whatever the exit code
+            outcome.message = f"{outcome.message or f'{tally.done} requeued'}; {tally.summary}"
 
-    listing = Listing(model=RequeuedTask, items=rows())
-    outcome.value = listing
+    outcome.value = Listing(model=RequeuedTask, items=rows())
     return outcome
 
 

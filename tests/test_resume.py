@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -256,6 +255,7 @@ def test_killed_requeue_from_results_resumes_after_the_last_confirmed_chunk(
         assert r.exit_code == 0, r.stderr
         rows = [json.loads(x) for x in r.stdout.splitlines()]
         assert rows and all(x["action"] == "requeued" for x in rows)
+        assert f"of the {len(ids)} ids done by earlier runs" in r.stderr
         assert len(rows) <= len(ids) - first + 200 and json.loads(ckpt.read_text())["done"] == len(ids)
         got = collect(run, rabbitmq_url, q, tmp_path / "q.jsonl")
         assert set(got) == set(ids) and dups(got) <= 200
@@ -418,4 +418,32 @@ def test_retry_waits_double_up_to_a_bound() -> None:
 
     assert [backoff(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 8.0]
     assert backoff(30) == BACKOFF_MAX
-    _ = time  # the module's clock is not patched: backoff is a pure function
+
+
+def test_requeue_from_queue_killed_after_its_checkpoint_write_publishes_nothing_twice(
+    queues: Any, rabbitmq_url: str, run: Any, tmp_path: Path
+) -> None:
+    """`task requeue --from DLQ --checkpoint`: killed right after its third checkpoint write (three batches of 200
+    confirmed, the third not acked), the rerun acks that batch without publishing it again and says so."""
+    b, (dlq, dst) = queues
+    ids = fill(b, dlq, 1_000)
+    ckpt = tmp_path / "requeue.ckpt"
+    script = tmp_path / "kill_after_save.py"
+    script.write_text(textwrap.dedent(KILL_AFTER_SAVE))
+    args = ["task", "requeue", "--from", dlq, "--to", dst, "--yes", "--checkpoint", str(ckpt), "--broker", rabbitmq_url]
+    p = subprocess.run(
+        [sys.executable, str(script), "3", *args, "-o", "jsonl"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        timeout=120,
+    )
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert b.stats(dst).messages == 600 and b.stats(dlq).messages == 600
+    r = run(*args, "-o", "jsonl")
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(rows) == 400 and {x["action"] for x in rows} == {"requeued"}
+    assert "400 requeued; 600 requeued by earlier runs" in r.stderr and "200 of them acked now" in r.stderr
+    got = collect(run, rabbitmq_url, dst, tmp_path / "dst.jsonl")
+    assert set(got) == ids and dups(got) == 0 and b.stats(dlq).messages == 0
