@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -52,16 +53,19 @@ def ids_in(path: Path) -> list[str]:
     return out
 
 
-def kill_when(cmd: list[str], cond: Callable[[], bool]) -> None:
+def kill_when(cmd: list[str], cond: Callable[[], bool], jitter: float) -> None:
+    """SIGKILL once COND holds plus JITTER seconds: the moment falls anywhere in a batch's cycle (consume, publish
+    or write, commit, checkpoint, ack), not just where COND is first seen."""
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not cond() and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
+    time.sleep(jitter)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
 
 
-def kill_round(b: Any, url: str, tmp: Path, kind: str, checkpoint: bool, n: int, kill_at: int) -> int:
+def kill_round(b: Any, url: str, tmp: Path, kind: str, checkpoint: bool, n: int, kill_at: int, jitter: float) -> int:
     """One SIGKILL and a rerun; the duplicates left."""
     tag = uuid.uuid4().hex[:8]
     src, dst = f"resume-bench-{tag}", f"resume-bench-{tag}-dst"
@@ -73,7 +77,7 @@ def kill_round(b: Any, url: str, tmp: Path, kind: str, checkpoint: bool, n: int,
         out = tmp / f"{tag}.jsonl"
         if kind == "move":
             cmd = [*CMD, "queue", "move", "--yes", src, dst, *extra, "--idle", "1", "--broker", url]
-            kill_when(cmd, lambda: b.stats(dst).messages >= kill_at)
+            kill_when(cmd, lambda: b.stats(dst).messages >= kill_at, jitter)
             subprocess.run(cmd, check=True, capture_output=True)
             got = tmp / f"{tag}-dst.jsonl"
             drain = [*CMD, "queue", "drain", "--yes", dst, "--file", str(got), "--idle", "1", "--broker", url]
@@ -81,7 +85,7 @@ def kill_round(b: Any, url: str, tmp: Path, kind: str, checkpoint: bool, n: int,
             ids = ids_in(got)
         else:
             cmd = [*CMD, "queue", "drain", "--yes", src, "--file", str(out), *extra, "--idle", "1", "--broker", url]
-            kill_when(cmd, lambda: out.exists() and out.stat().st_size > kill_at * 600)
+            kill_when(cmd, lambda: out.exists() and out.stat().st_size > kill_at * 600, jitter)
             subprocess.run(cmd, check=True, capture_output=True)
             ids = ids_in(out)
         c = Counter(ids)
@@ -134,10 +138,10 @@ def main() -> None:
         tmp = Path(d)
         for kind in ("drain", "move"):
             for checkpoint in (False, True):
+                rng = random.Random(7)  # the same kill moments with and without a checkpoint
+                step = a.messages // (a.rounds + 2)
                 dups = [
-                    kill_round(
-                        b, a.broker, tmp, kind, checkpoint, a.messages, 1_000 + i * (a.messages // (a.rounds + 2))
-                    )
+                    kill_round(b, a.broker, tmp, kind, checkpoint, a.messages, 1_000 + i * step, rng.uniform(0, 0.2))
                     for i in range(a.rounds)
                 ]
                 report[f"{kind} duplicates {'with' if checkpoint else 'without'} checkpoint"] = dups

@@ -239,6 +239,8 @@ class Transfer:
         self._opened = False
         #: the pending batch is counted in the checkpoint's ``done``
         self._recorded = False
+        #: items handed over before a lost connection, by key, until their redelivery is acked (for on_commit)
+        self._lost_items: dict[str, Item] = {}
 
     # -- the publisher ------------------------------------------------------------------------------------------
 
@@ -376,7 +378,9 @@ class Transfer:
                 self.tally.put_back += 1
         if self._track:
             self._remember_acked(pending)
-        done = [i for i in pending if not i.recovered]
+        # a message handed over before a lost connection is reported when its redelivery is acked
+        lost = self._lost_items
+        done = [lost.pop(i.key, i) if i.recovered else i for i in pending if not i.recovered or i.key in lost]
         pending.clear()
         self._recorded = False
         self._attempts = 0
@@ -412,12 +416,16 @@ class Transfer:
             self._durable()
             for item in pending:
                 self._known[item.key] = item.was if item.recovered else "t" if item.taken else "p"
+                if not item.recovered:
+                    self._lost_items[item.key] = item
             if self.checkpoint is not None:
                 self._save([k for k, flag in self._known.items() if flag != "a"], pending)
             pending.clear()
             self._recorded = False
         while len(self._known) > MAX_KEYS:
             self._known.pop(next(iter(self._known)))
+        while len(self._lost_items) > MAX_KEYS:
+            self._lost_items.pop(next(iter(self._lost_items)))
         # held messages come back and are looked at again
         self.tally.seen -= self._left_here
         self.tally.left -= self._left_here

@@ -447,3 +447,42 @@ def test_requeue_from_queue_killed_after_its_checkpoint_write_publishes_nothing_
     assert "400 requeued; 600 requeued by earlier runs" in r.stderr and "200 of them acked now" in r.stderr
     got = collect(run, rabbitmq_url, dst, tmp_path / "dst.jsonl")
     assert set(got) == ids and dups(got) == 0 and b.stats(dlq).messages == 0
+
+
+def test_requeue_from_queue_reconnects_after_the_broker_closes_its_connection(
+    queues: Any, rabbitmq_url: str, run: Any, taskctl_cmd: list[str], tmp_path: Path
+) -> None:
+    """`task requeue --from` reads with basic_get on a connection of its own: closed mid-pass, it is opened again,
+    the batch published before the close is acked when the broker gives it back, and nothing is published twice."""
+    need_management()
+    b, (dlq, dst) = queues
+    ids = fill(b, dlq, 5_000)
+    rows_file = tmp_path / "rows.jsonl"
+    with rows_file.open("w") as stdout:
+        p = subprocess.Popen(
+            [
+                *taskctl_cmd,
+                "task",
+                "requeue",
+                "--from",
+                dlq,
+                "--to",
+                dst,
+                "--yes",
+                "-o",
+                "jsonl",
+                "--broker",
+                rabbitmq_url,
+            ],
+            stderr=subprocess.PIPE,
+            stdout=stdout,
+            text=True,
+        )
+        rc, err = _closed_mid_run(p, f"taskctl requeue {dlq}", lambda: b.stats(dst).messages >= 600)
+    out = rows_file.read_text()
+    assert rc == 0, err
+    assert "connecting the consumer again" in err and "Traceback" not in err
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert len(rows) == 5_000 and {x["action"] for x in rows} == {"requeued"}
+    got = collect(run, rabbitmq_url, dst, tmp_path / "dst.jsonl")
+    assert set(got) == ids and dups(got) == 0 and b.stats(dlq).messages == 0
