@@ -4,10 +4,11 @@ the checkpoint costs a drain.
 - kills: for `queue drain --file` and `queue move`, a queue of N messages, taskctl (a subprocess) SIGKILLed at a
   different point each round, then run again to the end (with the same checkpoint file where there is one); the
   duplicates are counted by task id in the drain file / the destination. Nothing may be lost.
-- throughput: `queue drain --file` of M messages, with and without `--checkpoint`, start-up excluded by timing
-  from the first line written to the last.
+- throughput: `queue drain --file` of M messages in-process, with and without `--checkpoint`, in alternated pairs
+  (the median of each side).
 
-Usage: python bench/resume_bench.py [--rounds N] [--messages N] [--throughput M] [--broker URL] [--json]
+Usage: python bench/resume_bench.py [--rounds N] [--messages N] [--throughput M] [--pairs N] [--only kills|throughput]
+       [--broker URL] [--json]
 """
 
 from __future__ import annotations
@@ -98,28 +99,24 @@ def kill_round(b: Any, url: str, tmp: Path, kind: str, checkpoint: bool, n: int,
 
 
 def drain_rate(b: Any, url: str, tmp: Path, checkpoint: bool, m: int) -> float:
-    """Messages a second from the first line written to the last (start-up and --idle excluded)."""
+    """Messages a second of an in-process `queue drain --file` of M messages (start-up excluded; --limit M ends
+    it without waiting for --idle)."""
+    from taskctl import queues
+    from taskctl.config import Settings
+
     tag = uuid.uuid4().hex[:8]
     q = f"resume-bench-{tag}"
     b.declare_queue(q)
     try:
         fill(b, q, m)
-        extra = ["--checkpoint", str(tmp / f"{tag}.ckpt")] if checkpoint else []
         out = tmp / f"{tag}.jsonl"
-        p = subprocess.Popen(
-            [*CMD, "queue", "drain", "--yes", q, "--file", str(out), *extra, "--idle", "0.5", "--broker", url],
-            stdout=subprocess.DEVNULL,
-        )
-        while not (out.exists() and out.stat().st_size > 0) and p.poll() is None:
-            time.sleep(0.001)
-        start = time.monotonic()
-        while b.stats(q).messages > 0 and p.poll() is None:
-            time.sleep(0.01)
-        end = time.monotonic()
-        p.wait()
-        if len(ids_in(out)) != m:
-            raise SystemExit("drain lost messages")
-        return m / (end - start)
+        ckpt = str(tmp / f"{tag}.ckpt") if checkpoint else None
+        t = time.perf_counter()
+        s = queues.drain(Settings(broker=url), q, file=str(out), limit=m, task=None, idle=5, checkpoint=ckpt)
+        dt = time.perf_counter() - t
+        if getattr(s, "count", 0) != m:
+            raise SystemExit(f"drain took {getattr(s, 'count', 0)} of {m}")
+        return m / dt
     finally:
         b.delete_queue(q)
 
@@ -129,6 +126,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--throughput", type=int, default=50_000)
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--only", choices=["kills", "throughput"], default=None)
     ap.add_argument("--broker", default=os.environ.get("TASKCTL_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"))
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -136,7 +135,7 @@ def main() -> None:
     report: dict[str, Any] = {"messages": a.messages, "rounds": a.rounds}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for kind in ("drain", "move"):
+        for kind in ("drain", "move") if a.only != "throughput" else ():
             for checkpoint in (False, True):
                 rng = random.Random(7)  # the same kill moments with and without a checkpoint
                 step = a.messages // (a.rounds + 2)
@@ -145,9 +144,18 @@ def main() -> None:
                     for i in range(a.rounds)
                 ]
                 report[f"{kind} duplicates {'with' if checkpoint else 'without'} checkpoint"] = dups
-        for checkpoint in (False, True):
-            rates = [drain_rate(b, a.broker, tmp, checkpoint, a.throughput) for _ in range(3)]
-            report[f"drain msg/s {'with' if checkpoint else 'without'} checkpoint"] = sorted(rates)[1]
+                print(kind, "with" if checkpoint else "without", "checkpoint: duplicates", dups, file=sys.stderr)
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(
+            a.pairs if a.only != "kills" else 0
+        ):  # alternated, so load from elsewhere on the machine falls on both alike
+            for checkpoint in (False, True):
+                rates[checkpoint].append(drain_rate(b, a.broker, tmp, checkpoint, a.throughput))
+        for checkpoint, r in rates.items():
+            report[f"drain msg/s {'with' if checkpoint else 'without'} checkpoint (median)"] = round(
+                sorted(r)[len(r) // 2]
+            )
+            report[f"drain msg/s {'with' if checkpoint else 'without'} checkpoint (all)"] = [round(x) for x in r]
     if a.json:
         print(json.dumps(report, indent=2))
         return
