@@ -152,6 +152,8 @@ def main() -> None:
             for checkpoint in (False, True):
                 rates[checkpoint].append(drain_rate(b, a.broker, tmp, checkpoint, a.throughput))
         for checkpoint, r in rates.items():
+            if not r:
+                continue
             report[f"drain msg/s {'with' if checkpoint else 'without'} checkpoint (median)"] = round(
                 sorted(r)[len(r) // 2]
             )
