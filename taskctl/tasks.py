@@ -3,22 +3,29 @@
 Requeue applies celery-formats §5.5: body bytes, headers and properties are copied verbatim except the AMQP
 ``expiration`` (dropped); a past ``expires`` or ``eta`` is reported and the message skipped unless the caller
 resets it. Messages are published with confirms and only then acked in the source (at least once).
+
+``--from-results`` works through the ids in chunks: each chunk is read, published and confirmed before the next;
+with ``--checkpoint`` the position in the id list is written after each chunk, so a rerun with the same ids and
+file goes on after the last confirmed chunk (only the chunk in flight at a kill is published again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from taskctl import backends, results
-from taskctl.errors import ExitCode
+from taskctl.errors import ExitCode, UsageError
 from taskctl.formats import message as msgfmt
 from taskctl.models import Listing, Outcome, RequeuedTask
 from taskctl.revokes import normalize_ids, revoke, revoked
 
 if TYPE_CHECKING:
+    from taskctl.backends.base import Publisher
     from taskctl.config import Settings
 
 __all__ = ["normalize_ids", "requeue_from_queue", "requeue_from_results", "revoke", "revoked"]
@@ -38,6 +45,8 @@ class _Tally:
     skipped: int = 0
     missing: int = 0
     total: int = 0
+    #: said after the rows (stderr): what earlier runs with the same --checkpoint did
+    summary: str | None = None
 
 
 def _streaming(gen: Callable[[_Tally], Iterator[RequeuedTask]]) -> Outcome:
@@ -52,6 +61,8 @@ def _streaming(gen: Callable[[_Tally], Iterator[RequeuedTask]]) -> Outcome:
             if tally.missing and tally.missing == tally.total:
                 outcome.exit_code = ExitCode.NOT_FOUND
             outcome.message = f"{tally.skipped} not requeued (see the note column), {tally.done} requeued"
+        if tally.summary:  # a --checkpoint run says what earlier runs did, whatever the exit code
+            outcome.message = f"{outcome.message or f'{tally.done} requeued'}; {tally.summary}"
 
     outcome.value = Listing(model=RequeuedTask, items=rows())
     return outcome
@@ -66,12 +77,23 @@ def requeue_from_queue(
     task_glob: str | None = None,
     reset_expiry: bool = False,
     dry_run: bool = False,
+    checkpoint: str | None = None,
+    retries: int | None = None,
 ) -> Outcome:
     """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO (taskctl.queues.requeue)."""
     from taskctl.queues import requeue as requeue_queue
+    from taskctl.transfer import RETRIES
 
     return requeue_queue.requeue_from_queue(
-        settings, source, to=to, limit=limit, task_glob=task_glob, reset_expiry=reset_expiry, dry_run=dry_run
+        settings,
+        source,
+        to=to,
+        limit=limit,
+        task_glob=task_glob,
+        reset_expiry=reset_expiry,
+        dry_run=dry_run,
+        checkpoint=checkpoint,
+        retries=RETRIES if retries is None else retries,
     )
 
 
@@ -84,38 +106,82 @@ def requeue_from_results(
     reset_expiry: bool = False,
     unsafe_pickle: bool = False,
     dry_run: bool = False,
+    checkpoint: str | None = None,
 ) -> Outcome:
-    """Rebuild each task's protocol-2 message from its ``result_extended`` meta and publish it."""
-    with results.Reader(settings, results.Options(unsafe_pickle=unsafe_pickle)) as reader:
-        stored = reader.fetch(task_ids)
-    broker = backends.open_broker(settings)
+    """Rebuild each task's protocol-2 message from its ``result_extended`` meta and publish it, chunk by chunk."""
     del reset_expiry  # a stored result carries no expires/eta: nothing to reset
+    if checkpoint is not None and dry_run:
+        raise UsageError("--checkpoint records progress; a --dry-run makes none")
+    opts = results.Options(unsafe_pickle=unsafe_pickle)
+    reader = results.Reader(settings, opts)
+    try:
+        broker = backends.open_broker(settings)
+        cp = None
+        if checkpoint is not None:
+            from taskctl.results.checkpoint import Checkpoint
+
+            ids_digest = hashlib.sha256("\n".join(task_ids).encode("utf-8", "surrogateescape")).hexdigest()
+            job = {
+                "command": "task requeue --from-results",
+                "store": reader.store.describe(),
+                "broker": broker.masked_url,
+                "ids": {"count": len(task_ids), "sha256": ids_digest},
+                "to": to,
+                "new_id": new_id,
+            }
+            cp = Checkpoint.open(checkpoint, job)
+        start = cp.done if cp is not None else 0
+        stored = reader.fetch(task_ids[start : _chunk_end(start, len(task_ids))])  # a bad store fails before rows
+    except BaseException:
+        reader.close()
+        raise
 
     def gen(tally: _Tally) -> Iterator[RequeuedTask]:
-        plans: list[tuple[RequeuedTask, msgfmt.RawMessage | None]] = []
-        for tid in task_ids:
-            tally.total += 1
-            row, raw = _plan_from_result(tid, stored.get(tid), to=to, new_id=new_id, unsafe_pickle=unsafe_pickle)
-            if raw is None:
-                tally.skipped += 1
-                tally.missing += stored.get(tid) is None
-            plans.append((row, raw))
-        todo = [(row, raw) for row, raw in plans if raw is not None]
-        if dry_run or not todo:
-            for row, raw in plans:
-                tally.done += raw is not None
-                yield replace(row, action="would-requeue") if raw is not None and dry_run else row
-            return
-        with broker.publisher(purpose="requeue") as pub:
-            for _row, raw in todo:
-                pub.check_destination("", raw.routing_key)
-                pub.publish(raw, "", raw.routing_key)
-            pub.flush()
-        for row, raw in plans:
-            tally.done += raw is not None
-            yield row
+        at = start
+        got: dict[str, results.Fetched] | None = stored
+        try:
+            with ExitStack() as stack:
+                pub: Publisher | None = None
+                while at < len(task_ids):
+                    end = _chunk_end(at, len(task_ids))
+                    chunk = task_ids[at:end]
+                    got = got if got is not None else reader.fetch(chunk)
+                    plans = []
+                    for tid in chunk:
+                        tally.total += 1
+                        f = got.get(tid)
+                        row, raw = _plan_from_result(tid, f, to=to, new_id=new_id, unsafe_pickle=unsafe_pickle)
+                        if raw is None:
+                            tally.skipped += 1
+                            tally.missing += f is None
+                        plans.append((row, raw))
+                    got = None
+                    todo = [raw for _row, raw in plans if raw is not None]
+                    if todo and not dry_run:
+                        if pub is None:
+                            pub = stack.enter_context(broker.publisher(purpose="requeue"))
+                        for raw in todo:
+                            pub.check_destination("", raw.routing_key)
+                            pub.publish(raw, "", raw.routing_key)
+                        pub.flush()
+                    at = end
+                    if cp is not None:
+                        cp.done = at
+                        cp.save()
+                    for row, raw in plans:
+                        tally.done += raw is not None
+                        yield replace(row, action="would-requeue") if raw is not None and dry_run else row
+        finally:
+            reader.close()
+        if cp is not None:
+            tally.summary = f"{cp.earlier} of the {len(task_ids)} ids done by earlier runs with checkpoint {cp.path}"
 
     return _streaming(gen)
+
+
+def _chunk_end(at: int, total: int) -> int:
+    """Chunks start at multiples of REQUEUE_BATCH, so a resumed run cuts the id list as the first one did."""
+    return min(total, (at // REQUEUE_BATCH + 1) * REQUEUE_BATCH)
 
 
 def _plan_from_result(

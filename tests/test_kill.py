@@ -156,7 +156,21 @@ def test_broker_closes_connection_mid_drain(
     # a long --idle keeps the connection open until the close lands: the drain can empty the queue before the
     # management API lists its connection; closed mid-drain or while waiting, it must exit 5 and lose nothing
     p = subprocess.Popen(
-        [*taskctl_cmd, "queue", "drain", "--yes", q, "--file", str(out), "--idle", "25", "--broker", rabbitmq_url],
+        [
+            *taskctl_cmd,
+            "queue",
+            "drain",
+            "--yes",
+            q,
+            "--file",
+            str(out),
+            "--idle",
+            "25",
+            "--retries",
+            "0",
+            "--broker",
+            rabbitmq_url,
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -161,7 +161,7 @@ def test_move_cut_off_counts_only_confirmed(amqp: Any, rabbitmq_url: str, taskct
     b, src, dst = amqp
     fill(b, src, 20_000)
     p = subprocess.Popen(
-        [*taskctl_cmd, "queue", "move", "--yes", src, dst, "--broker", rabbitmq_url],
+        [*taskctl_cmd, "queue", "move", "--yes", src, dst, "--retries", "0", "--broker", rabbitmq_url],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -15,6 +15,11 @@ YES_HELP = "Do it without asking (required when stdin is not a terminal)."
 DRY_RUN_HELP = "Show what would change and change nothing."
 LIMIT_HELP = "At most N items."
 TASK_GLOB_HELP = "Only tasks whose name matches this glob (e.g. 'app.tasks.*')."
+CHECKPOINT_HELP = (
+    "Record progress in FILE; the same command run again with it goes on where it stopped, repeating nothing "
+    "that was acked."
+)
+RETRIES_HELP = "Reconnect up to N times, with backoff, when the broker connection is lost mid-run (0: exit 5)."
 
 
 def confirm(action: str, *, yes: bool, dry_run: bool = False) -> None:

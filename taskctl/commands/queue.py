@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING
 import typer
 
 from taskctl import config
-from taskctl.commands.common import DRY_RUN_HELP, LIMIT_HELP, TASK_GLOB_HELP, YES_HELP, confirm, duration, lazy_module
+from taskctl.commands.common import (
+    CHECKPOINT_HELP,
+    DRY_RUN_HELP,
+    LIMIT_HELP,
+    RETRIES_HELP,
+    TASK_GLOB_HELP,
+    YES_HELP,
+    confirm,
+    duration,
+    lazy_module,
+)
 from taskctl.errors import UsageError
 from taskctl.models import DrainedLine, Listing, Outcome, PurgedQueue, QueueMessage, TransferSummary
 
@@ -142,6 +152,8 @@ def drain(
     task: str = typer.Option(None, "--task", metavar="GLOB", help=TASK_GLOB_HELP + " Others go back to the tail."),
     idle: str = typer.Option("2", "--idle", metavar="S", help=IDLE_HELP),
     scan: int = typer.Option(None, "--scan", metavar="N", help=SCAN_HELP),
+    checkpoint: str = typer.Option(None, "--checkpoint", metavar="FILE", help=CHECKPOINT_HELP),
+    retries: int = typer.Option(5, "--retries", min=0, metavar="N", help=RETRIES_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> TransferSummary | Listing:
@@ -159,10 +171,15 @@ def drain(
     before the ack: there a kill can lose the messages in flight. Stops after --limit messages, or after
     --idle seconds with none.
 
+    --checkpoint FILE: a killed drain run again with the same FILE cuts --file back to its last committed
+    line and acks the messages that were written but not acked without writing them again (no duplicates).
+    A lost broker connection is reconnected up to --retries times.
+
     Examples:
 
     \b
       taskctl queue drain celery --file celery-backup.jsonl --yes
+      taskctl queue drain celery --file celery-backup.jsonl --checkpoint drain.ckpt --yes
       taskctl queue drain celery --task 'app.reports.*' --limit 100 --file reports.jsonl --dry-run
       taskctl queue drain dead-letters --yes > dead.jsonl
     """
@@ -171,7 +188,16 @@ def drain(
     idle_s = duration(idle, "--idle") or 0.0
     confirm(f"remove messages from {queue}", yes=yes, dry_run=dry_run)
     out = queues.drain(
-        config.current(), queue, file=file, limit=limit, task=task, idle=idle_s, dry_run=dry_run, scan=scan
+        config.current(),
+        queue,
+        file=file,
+        limit=limit,
+        task=task,
+        idle=idle_s,
+        dry_run=dry_run,
+        scan=scan,
+        checkpoint=checkpoint,
+        retries=retries,
     )
     return out if isinstance(out, TransferSummary) else Listing(DrainedLine, out)
 
@@ -206,6 +232,8 @@ def move(
     task: str = typer.Option(None, "--task", metavar="GLOB", help=TASK_GLOB_HELP + " Others stay in SRC."),
     idle: str = typer.Option("2", "--idle", metavar="S", help=IDLE_HELP),
     scan: int = typer.Option(None, "--scan", metavar="N", help=SCAN_HELP),
+    checkpoint: str = typer.Option(None, "--checkpoint", metavar="FILE", help=CHECKPOINT_HELP),
+    retries: int = typer.Option(5, "--retries", min=0, metavar="N", help=RETRIES_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> TransferSummary:
@@ -213,18 +241,31 @@ def move(
 
     Each message is published to DST with a publisher confirm on a second connection, then acked in
     SRC; copies are byte-exact as with `queue publish` (no 'expiration'). A kill leaves each message in
-    DST or back in SRC, or both (duplicates at most the prefetch window, 1000).
+    DST or back in SRC, or both (duplicates at most the prefetch window, 1000). With --checkpoint FILE the
+    ids of each confirmed batch are recorded before its ack: a rerun acks those without publishing them
+    again, so only the publishes of the batch in flight at a kill can be repeated. A lost broker connection
+    is reconnected up to --retries times.
 
     Examples:
 
     \b
       taskctl queue move celery.retry celery --yes
+      taskctl queue move celery.retry celery --checkpoint move.ckpt --yes
       taskctl queue move celery slow --task 'app.reports.*' --limit 500 --dry-run
     """
     idle_s = duration(idle, "--idle") or 0.0
     confirm(f"move messages from {source} to {destination}", yes=yes, dry_run=dry_run)
     return queues.move(
-        config.current(), source, destination, limit=limit, task=task, idle=idle_s, dry_run=dry_run, scan=scan
+        config.current(),
+        source,
+        destination,
+        limit=limit,
+        task=task,
+        idle=idle_s,
+        dry_run=dry_run,
+        scan=scan,
+        checkpoint=checkpoint,
+        retries=retries,
     )
 
 

@@ -8,8 +8,10 @@ import typer
 
 from taskctl import config
 from taskctl.commands.common import (
+    CHECKPOINT_HELP,
     DRY_RUN_HELP,
     LIMIT_HELP,
+    RETRIES_HELP,
     TASK_GLOB_HELP,
     YES_HELP,
     confirm,
@@ -126,6 +128,10 @@ def requeue(
     reset_expiry: bool = typer.Option(False, "--reset-expiry", help=RESET_EXPIRY_HELP),
     unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Read pickled result meta (runs pickle)."),
     any_id: bool = typer.Option(False, "--any-id", help=ANY_ID_HELP),
+    checkpoint: str | None = typer.Option(None, "--checkpoint", metavar="FILE", help=CHECKPOINT_HELP),
+    retries: int | None = typer.Option(
+        None, "--retries", min=0, metavar="N", help=RETRIES_HELP + " --from only; default 5.", show_default=False
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
     yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
 ) -> Outcome:
@@ -137,12 +143,14 @@ def requeue(
     result_extended meta (name, args, kwargs, queue), under the same task id unless --new-id. A rebuilt
     message cannot restore chain links, callbacks or errbacks: Celery never stores them in the result.
     A past 'expires' or 'eta' is reported and the message skipped unless --reset-expiry. Exit 1 when any
-    message was skipped.
+    message was skipped. --checkpoint FILE: run again with the same FILE (and the same ids), a killed
+    requeue goes on where it stopped; only the batch in flight at the kill can be published twice.
 
     Examples:
 
     \b
       taskctl task requeue --from celery.dlq --yes
+      taskctl task requeue --from celery.dlq --checkpoint requeue.ckpt --retries 10 --yes
       taskctl task requeue --from celery.dlq --to celery --limit 100 --dry-run
       taskctl task requeue --from-results 5f1c0a38-6f1e-4c55-9c1e-2f4c1d0f5a11 --yes
     """
@@ -156,8 +164,17 @@ def requeue(
     if from_results:
         ids = tasks.normalize_ids(read_ids(task_ids or []), any_id=any_id)
         confirm(f"requeue {len(ids)} task(s) from their stored results", yes=yes, dry_run=dry_run)
+        if retries is not None:
+            raise UsageError("--retries goes with --from QUEUE")
         return tasks.requeue_from_results(
-            s, ids, to=to, new_id=new_id, reset_expiry=reset_expiry, unsafe_pickle=unsafe_pickle, dry_run=dry_run
+            s,
+            ids,
+            to=to,
+            new_id=new_id,
+            reset_expiry=reset_expiry,
+            unsafe_pickle=unsafe_pickle,
+            dry_run=dry_run,
+            checkpoint=checkpoint,
         )
     if task_ids:
         from taskctl.errors import UsageError
@@ -166,5 +183,13 @@ def requeue(
     assert from_queue is not None
     confirm(f"requeue messages from {from_queue}", yes=yes, dry_run=dry_run)
     return tasks.requeue_from_queue(
-        s, from_queue, to=to, limit=limit, task_glob=task, reset_expiry=reset_expiry, dry_run=dry_run
+        s,
+        from_queue,
+        to=to,
+        limit=limit,
+        task_glob=task,
+        reset_expiry=reset_expiry,
+        dry_run=dry_run,
+        checkpoint=checkpoint,
+        retries=retries,
     )

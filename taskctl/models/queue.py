@@ -136,7 +136,16 @@ class DrainedLine(Model):
 class TransferSummary(Model):
     """`queue drain --file`, `queue move`, `queue publish`, `rpc drain --file`: what was done, in counts."""
 
-    columns: ClassVar[tuple[str, ...]] = ("action", "source", "destination", "count", "put_back", "skipped", "stopped")
+    columns: ClassVar[tuple[str, ...]] = (
+        "action",
+        "source",
+        "destination",
+        "count",
+        "put_back",
+        "skipped",
+        "stopped",
+        "earlier",
+    )
 
     action: str
     source: str
@@ -152,6 +161,12 @@ class TransferSummary(Model):
     dry_run: bool = False
     #: past expires / eta found (publish), per message one line
     problems: tuple[str, ...] = ()
+    #: --checkpoint: messages done by earlier runs with the same checkpoint (``count`` is this run's)
+    earlier: int = 0
+    #: written/published by an earlier run (or before a reconnect) but not acked: acked now, not sent again
+    recovered: int = 0
+    #: broker connections opened again after a loss (--retries)
+    reconnects: int = 0
 
 
 @dataclass(frozen=True)

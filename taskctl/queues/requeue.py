@@ -5,7 +5,9 @@ Applies celery-formats §5.5: body bytes, headers and properties are copied verb
 of the dead-letter queue) unless the caller resets it. Messages are published with confirms and only then acked
 in the source; rows are shown once their batch is acked. A message that cannot be decoded (100,000 nested JSON
 levels, bad bytes) is requeued as raw bytes with a note, never stopping the batch, and an error part-way first
-commits what was confirmed, so a rerun never publishes it again.
+commits what was confirmed, so a rerun never publishes it again. ``--checkpoint`` and ``--retries`` work as for
+`queue move` (taskctl.transfer): a rerun with the same checkpoint acks what an earlier run published without
+publishing it again, and a lost broker connection is opened again.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from taskctl import backends, events
 from taskctl.formats import message as msgfmt
 from taskctl.models import Outcome, RequeuedTask
+from taskctl.queues.drain import left_of, open_checkpoint
 from taskctl.tasks import REQUEUE_BATCH, _streaming, _Tally
-from taskctl.transfer import Item, Transfer
+from taskctl.transfer import RETRIES, Item, Transfer
 
 if TYPE_CHECKING:
     from taskctl.config import Settings
@@ -88,6 +91,8 @@ def requeue_from_queue(
     task_glob: str | None = None,
     reset_expiry: bool = False,
     dry_run: bool = False,
+    checkpoint: str | None = None,
+    retries: int = RETRIES,
 ) -> Outcome:
     """Each message of SOURCE (a dead-letter queue) back to the queue it died in, or TO; one pass.
 
@@ -95,6 +100,16 @@ def requeue_from_queue(
     and an error part-way first commits what was confirmed, so a rerun never publishes it again.
     """
     broker = backends.open_broker(settings)
+    job = {
+        "command": "task requeue --from",
+        "broker": broker.masked_url,
+        "source": source,
+        "to": to,
+        "task": task_glob,
+        "limit": limit,
+        "reset_expiry": reset_expiry,
+    }
+    cp = open_checkpoint(checkpoint, dry_run, job)
     start = broker.stats(source)  # NotFoundError (exit 3) before anything streams
     if not start.certain and start.messages == 0:
         events.warn(f"queue {source!r} is empty or missing ({broker.scheme}:// cannot tell)")
@@ -162,45 +177,49 @@ def requeue_from_queue(
                         tally.done += 1
                     ready.append(item.row)
 
-        with broker.publisher(purpose="requeue") as pub:
-            t = Transfer(
-                broker,
-                source,
-                commit=lambda: None,  # the publisher's confirms are the commit
-                verb="requeued from",
-                where=repr(source),
-                limit=limit,
-                select=matches if task_glob else None,
-                putback=pub,
-                sink=pub,
-                scan=start.messages,
-                batch=REQUEUE_BATCH,
-                use_get=True,
-                purpose="requeue",
-                on_commit=committed,
+        t = Transfer(
+            broker,
+            source,
+            commit=lambda: None,  # the publisher's confirms are the commit
+            verb="requeued from",
+            where=repr(source),
+            limit=left_of(limit, cp),
+            select=matches if task_glob else None,
+            publisher=lambda: broker.publisher(purpose="requeue"),
+            scan=start.messages,
+            batch=REQUEUE_BATCH,
+            use_get=True,
+            purpose="requeue",
+            on_commit=committed,
+            retries=retries,
+            checkpoint=cp,
+        )
+        with t.guard() as moved:
+            for item in t:
+                row, _ = _requeue_row(item.raw, source, to)
+                tally.total += 1
+                try:
+                    fixed, note = _expiry_fix(item.raw, reset_expiry, now)
+                except _POISON:
+                    fixed, note = item.raw, None
+                if row.queue is None:
+                    item.row = replace(row, action="skipped", note=no_target)
+                    tally.skipped += 1
+                    t.put_back(item)
+                elif fixed is None:
+                    item.row = replace(row, action="skipped", note=note)
+                    tally.skipped += 1
+                    t.put_back(item)
+                else:
+                    t.check_destination("", row.queue)
+                    t.publish(item, msgfmt.for_republish(fixed), "", row.queue)
+                    item.row = replace(row, note=note or row.note)
+                yield from ready
+                ready.clear()
+        yield from ready
+        if cp is not None:
+            tally.summary = f"{cp.earlier} requeued by earlier runs with checkpoint {cp.path}" + (
+                f" ({moved.recovered} of them acked now without publishing again)" if moved.recovered else ""
             )
-            with t.guard():
-                for item in t:
-                    row, _ = _requeue_row(item.raw, source, to)
-                    tally.total += 1
-                    try:
-                        fixed, note = _expiry_fix(item.raw, reset_expiry, now)
-                    except _POISON:
-                        fixed, note = item.raw, None
-                    if row.queue is None:
-                        item.row = replace(row, action="skipped", note=no_target)
-                        tally.skipped += 1
-                        t.put_back(item)
-                    elif fixed is None:
-                        item.row = replace(row, action="skipped", note=note)
-                        tally.skipped += 1
-                        t.put_back(item)
-                    else:
-                        pub.check_destination("", row.queue)
-                        pub.publish(msgfmt.for_republish(fixed), "", row.queue)
-                        item.row = replace(row, note=note or row.note)
-                    yield from ready
-                    ready.clear()
-            yield from ready
 
     return _streaming(gen)

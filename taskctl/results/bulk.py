@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 from taskctl.backends.base import Shard
-from taskctl.errors import OperationError, UsageError
+from taskctl.errors import UsageError
+from taskctl.results.checkpoint import Checkpoint
+
+__all__ = ["Checkpoint", "RateLimiter", "check_segments", "parse_shard"]
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 MAX_SEGMENTS = 1024
@@ -64,74 +61,3 @@ class RateLimiter:
         self._last = now
         if self.tokens < 0:
             self._sleep(-self.tokens / self.rate)
-
-
-@dataclass
-class Checkpoint:
-    """Where a forget stands, in a JSON file rewritten atomically (temp file, fsync, rename) as it goes.
-
-    ``job`` says which command it belongs to (a checkpoint of another command is refused); ``positions`` maps
-    a scan segment to the cursor its next page starts at (None: finished); ``done`` counts the items deleted so
-    far; ``plan`` holds a tree forget's walked deletion order, so a rerun does not walk again.
-    """
-
-    path: Path
-    job: dict[str, Any]
-    positions: dict[int, str | None] = field(default_factory=dict)
-    done: int = 0
-    plan: dict[str, Any] | None = None
-    #: items deleted by earlier runs (``done`` when this run loaded it)
-    earlier: int = 0
-
-    @classmethod
-    def open(cls, path: str | Path, job: Mapping[str, Any]) -> Checkpoint:
-        """The checkpoint at PATH for JOB: fresh when the file does not exist, else where the last run stopped."""
-        p = Path(path)
-        job = json.loads(json.dumps(job))  # as it reads back
-        try:
-            raw = p.read_text("utf-8")
-        except FileNotFoundError:
-            return cls(p, dict(job))
-        except OSError as exc:
-            raise UsageError(f"cannot read checkpoint {p}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(raw)
-            positions = {int(k): v for k, v in data["positions"].items()}
-            done = int(data["done"])
-            stored_job = data["job"]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise UsageError(
-                f"{p} is not a taskctl checkpoint", hint="pass a new file, or delete this one to start over"
-            ) from None
-        if stored_job != job:
-            raise UsageError(
-                f"checkpoint {p} belongs to another command ({json.dumps(stored_job, sort_keys=True)[:300]})",
-                hint="run that command again with it, or pass a new file to start over",
-            )
-        return cls(p, dict(job), positions, done, data.get("plan"), earlier=done)
-
-    def finished(self, segments: int) -> bool:
-        """Every one of SEGMENTS scanned to its end."""
-        return all(s in self.positions and self.positions[s] is None for s in range(segments))
-
-    def save(self) -> None:
-        data = {"job": self.job, "positions": self.positions, "done": self.done, "plan": self.plan}
-        directory = self.path.parent
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, separators=(",", ":"))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)  # the rename itself survives a crash
-            finally:
-                os.close(dfd)
-        except OSError as exc:
-            raise OperationError(f"cannot write checkpoint {self.path}: {exc.strerror or exc}") from None

@@ -65,6 +65,7 @@ def forget(
     limiter = RateLimiter(max_rate)
     with Reader(settings, opts, store) as reader:
         job = {
+            "command": "result forget",
             "store": reader.store.describe(),
             "prefixes": list(reader.keys.prefixes),
             "ids": list(ids),
