@@ -456,7 +456,7 @@ def test_requeue_from_queue_reconnects_after_the_broker_closes_its_connection(
     the batch published before the close is acked when the broker gives it back, and nothing is published twice."""
     need_management()
     b, (dlq, dst) = queues
-    ids = fill(b, dlq, 5_000)
+    ids = fill(b, dlq, 15_000)
     rows_file = tmp_path / "rows.jsonl"
     with rows_file.open("w") as stdout:
         p = subprocess.Popen(
@@ -483,6 +483,6 @@ def test_requeue_from_queue_reconnects_after_the_broker_closes_its_connection(
     assert rc == 0, err
     assert "connecting the consumer again" in err and "Traceback" not in err
     rows = [json.loads(x) for x in out.splitlines()]
-    assert len(rows) == 5_000 and {x["action"] for x in rows} == {"requeued"}
+    assert len(rows) == 15_000 and {x["action"] for x in rows} == {"requeued"}
     got = collect(run, rabbitmq_url, dst, tmp_path / "dst.jsonl")
     assert set(got) == ids and dups(got) == 0 and b.stats(dlq).messages == 0
