@@ -4,10 +4,15 @@ Three workers (prefork -c 2, prefork -c 2, solo) on a control exchange of their 
 broker do not answer. Both commands run as subprocesses with the default 1 s timeout, start-up included:
 Celery waits its whole timeout; taskctl ends when every worker bound to the control exchange has answered.
 
-In-process as well (interpreter start-up excluded): taskctl's list_workers (ping, stats, active_queues and
-report rounds) against ``app.control.inspect(timeout=1).ping()``.
+In-process as well (interpreter start-up excluded): taskctl's list_workers (stats, active_queues and report
+rounds) against ``app.control.inspect(timeout=1).ping()``.
 
-Usage: python bench/worker_bench.py [--broker URL] [--runs N] [--json]
+Both subprocesses run with compiled bytecode, as an installed package has it (pip compiles on install): a
+source checkout under PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every taskctl module at each start
+while Celery's come compiled from site-packages. The bytecode goes to a temporary PYTHONPYCACHEPREFIX, filled by
+one untimed run of each command. ``--env-as-is`` measures with the caller's environment unchanged.
+
+Usage: python bench/worker_bench.py [--broker URL] [--runs N] [--env-as-is] [--json]
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def main() -> None:
     ap.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672//")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--env-as-is", action="store_true", help="no bytecode cache set up, no warm-up run")
     args = ap.parse_args()
     tag = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,6 +62,9 @@ def main() -> None:
         (root / "taskctl.toml").write_text(f'[default]\ncontrol_exchange = "wb{tag}"\n')
         env = dict(os.environ, WB_BROKER=args.broker, WB_CONTROL=f"wb{tag}")
         env["PYTHONPATH"] = os.pathsep.join([str(root), str(ROOT), env.get("PYTHONPATH", "")])
+        if not args.env_as_is:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
         pools = [["-P", "prefork", "-c", "2"], ["-P", "prefork", "-c", "2"], ["-P", "solo"]]
         procs = []
         for i, pool in enumerate(pools):
@@ -71,6 +80,9 @@ def main() -> None:
                 time.sleep(0.2)
             taskctl = [sys.executable, "-m", "taskctl", "--broker", args.broker, "--config", str(root / "taskctl.toml")]
             celery = [sys.executable, "-m", "celery", "-A", "wb_app", "inspect", "ping", "--timeout", "1"]
+            if not args.env_as_is:  # fills the bytecode cache for both; not timed
+                _timed([*taskctl, "worker", "list", "-o", "json"], root, env)
+                _timed(celery, root, env)
             t_list, t_ping = [], []
             for _ in range(args.runs):
                 elapsed, out = _timed([*taskctl, "worker", "list", "-o", "json"], root, env)
@@ -100,6 +112,8 @@ def main() -> None:
                 "broker": args.broker.split("://")[0],
                 "workers": 3,
                 "runs": args.runs,
+                "bytecode": "as is" if args.env_as_is else "compiled, one warm-up run each",
+                "load_average": round(os.getloadavg()[0], 2),
                 "taskctl_worker_list_s": round(statistics.median(t_list), 3),
                 "celery_inspect_ping_s": round(statistics.median(t_ping), 3),
                 "speedup": round(statistics.median(t_ping) / statistics.median(t_list), 2),

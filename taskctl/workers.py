@@ -10,6 +10,7 @@ after ``timeout`` seconds without a reply, as Celery's does.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +58,11 @@ def expected_workers(settings: Settings, control: RemoteControl, timeout: float)
 
 
 class Inspector:
-    """Rounds of remote-control requests to the same workers, each ending when all expected ones answered."""
+    """Rounds of remote-control requests to the same workers, each ending when all expected ones answered.
+
+    Which workers to expect is asked of the broker (management API or binding table) on a thread of its own
+    while the rounds connect, so that lookup costs no time of its own when it is quicker than a connection.
+    """
 
     def __init__(self, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT, workers: Sequence[str] = ()) -> None:
         if timeout <= 0:
@@ -66,13 +71,35 @@ class Inspector:
         self.timeout = timeout
         self.destination = list(dict.fromkeys(workers)) or None
         self.control = backends.open_control(settings)
-        self.expected: list[str] | None = (
-            list(self.destination) if self.destination else expected_workers(settings, self.control, timeout)
-        )
+        self._expected: list[str] | None = list(self.destination) if self.destination else None
+        self._lookup: threading.Thread | None = None
+        if self.destination is None and self.control.concurrent_rounds:
+            self._lookup = threading.Thread(target=self._look_up, name="taskctl-bound-workers", daemon=True)
+            self._lookup.start()
+        elif self.destination is None:  # filesystem://: tables rewritten in place, not read alongside a round
+            self._look_up()
+
+    def _look_up(self) -> None:
+        try:
+            self._expected = expected_workers(self.settings, self.control, self.timeout)
+        except Exception as exc:  # on a thread: any failure means "unknown", never a traceback
+            events.note(f"cannot list the workers bound to the control exchange ({exc}); waiting --timeout")
+
+    @property
+    def expected(self) -> list[str] | None:
+        """Workers expected to answer (None: unknown, so a round waits ``timeout`` without a reply)."""
+        lookup = self._lookup  # rounds on several threads ask at once: join a local, never a field reset
+        if lookup is not None:
+            lookup.join()
+        return self._expected
+
+    def _limit(self) -> int | None:
+        """Replies a round waits for, asked once its connection is open (the lookup ran meanwhile)."""
+        expected = self.expected
+        return len(expected) if expected else None
 
     def call(self, command: str, arguments: Mapping[str, Any] | None = None, *, action: str = "") -> dict[str, Any]:
         """One round: {worker: reply value} (the first reply of each worker)."""
-        limit = len(self.expected) if self.expected else None
         replies = self.control.broadcast(
             command,
             dict(arguments or {}),
@@ -80,7 +107,7 @@ class Inspector:
             timeout=self.timeout,
             destination=self.destination,
             action=action or f"ask workers for {command}",
-            limit=limit,
+            limit=self._limit,
         )
         out: dict[str, Any] = {}
         for r in replies:
@@ -103,12 +130,15 @@ class Inspector:
 
 
 def list_workers(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT, workers: Sequence[str] = ()) -> list[Worker]:
-    """Every worker: ping, stats, active_queues and report, asked concurrently; silent bound ones as "no reply"."""
+    """Every worker: stats, active_queues and report, asked concurrently; silent bound ones as "no reply".
+
+    A worker that answers ``stats`` is up, so no ``ping`` round is sent (one connection less per run).
+    """
     ins = Inspector(settings, timeout=timeout, workers=workers)
-    pings, stats, queues, reports = ins.calls(["ping", "stats", "active_queues", "report"])
+    stats, queues, reports = ins.calls(["stats", "active_queues", "report"])
     out: list[Worker] = []
-    for name in ins.names(pings, stats, queues):
-        if name not in pings and name not in stats:
+    for name in ins.names(stats, queues, reports):
+        if name not in stats and name not in queues:
             out.append(Worker(worker=name, state=NO_REPLY))
             continue
         s = fmt.parse_stats(stats.get(name))
@@ -172,10 +202,17 @@ def tasks(
 
 def held(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT, workers: Sequence[str] = ()) -> list[WorkerTask]:
     """Every task the workers hold (active, reserved, scheduled), asked in three concurrent rounds."""
+    return holdings(settings, timeout=timeout, workers=workers)[0]
+
+
+def holdings(
+    settings: Settings, *, timeout: float = DEFAULT_TIMEOUT, workers: Sequence[str] = ()
+) -> tuple[list[WorkerTask], set[str]]:
+    """What the workers hold (active, reserved, scheduled) and the queues they consume, in concurrent rounds."""
     ins = Inspector(settings, timeout=timeout, workers=workers)
-    rounds = ins.calls(list(TASK_KINDS))
+    rounds = ins.calls([*TASK_KINDS, "active_queues"])
     out: list[WorkerTask] = []
-    for kind, replies in zip(TASK_KINDS, rounds, strict=True):
+    for kind, replies in zip(TASK_KINDS, rounds, strict=False):
         for name in sorted(replies):
             for t in fmt.parse_tasks(replies[name]):
                 out.append(
@@ -193,8 +230,9 @@ def held(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT, workers: Seque
                         exchange=t.exchange,
                     )
                 )
+    consumed = {q for value in rounds[-1].values() for q in fmt.parse_active_queues(value)}
     _warn_missing(ins, {k: v for r in rounds for k, v in r.items()})
-    return out
+    return out, consumed
 
 
 def _warn_missing(ins: Inspector, replies: Mapping[str, Any]) -> None:
@@ -255,7 +293,6 @@ def _change(
         targets = list(workers) or ["*"]
         return [ConsumerChange(w, label, command, True, f"would send {command}", dry_run=True) for w in targets]
     ins = Inspector(settings, timeout=timeout, workers=workers)
-    limit = len(ins.expected) if ins.expected else None
     replies = ins.control.broadcast(
         command,
         arguments,
@@ -263,7 +300,7 @@ def _change(
         timeout=timeout,
         destination=ins.destination,
         action=f"send {command}",
-        limit=limit,
+        limit=ins._limit,
     )
     out = [ConsumerChange(r.worker, label, command, r.ok, fmt.bounded(r.message, 500)) for r in replies]
     _warn_missing(ins, {r.worker: r for r in replies})

@@ -433,8 +433,8 @@ def test_revoke_by_selector_lists_where_each_task_was_found(run, two_workers: Wo
         if running in matches and later in matches:
             break
         time.sleep(0.3)
-    assert matches[running]["found"] == [f"active on {w.prefork}"] and matches[running]["name"] == "wk.sleep"
-    assert matches[later]["found"] == [f"scheduled on {w.solo}"]
+    assert matches[running]["found"] == [f"worker:{w.prefork}:active"] and matches[running]["name"] == "wk.sleep"
+    assert matches[later]["found"] == [f"worker:{w.solo}:scheduled"]
 
     r = run(*w.cli, "task", "revoke", "--queue", w.queue_solo, "--reply-timeout", "2", "--dry-run", "-o", "json")
     assert r.exit_code == 0, r.stderr
@@ -459,7 +459,7 @@ def test_revoke_root_selector_uses_the_result_tree(run, two_workers: Workers) ->
     root = str(uuid.uuid4())
     r = run(*w.cli, "--backend", REDIS_URL, "task", "revoke", "--root", root, "--dry-run", "-o", "json")
     assert r.exit_code == 0, r.stderr
-    assert r.json == [{"task_id": root, "name": None, "found": [f"result tree of {root}"]}]
+    assert r.json == [{"task_id": root, "name": None, "found": ["result"]}]
 
 
 def test_top_once_snapshot(run, two_workers: Workers) -> None:  # type: ignore[no-untyped-def]

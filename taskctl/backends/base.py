@@ -6,7 +6,7 @@ Capabilities are class attributes documented with ``#:``. Every SDK exception is
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -239,8 +239,8 @@ class RemoteControl(Protocol):
         namespace: str | None = None,
         event_exchange: str | None = None,
     ) -> RemoteControl: ...
-    def broadcast(  # stops after limit replies (default: one per destination), else timeout s without one
-        self,
+    def broadcast(  # stops after limit replies (default: one per destination), else timeout s without one;
+        self,  # a callable limit is asked once the connection is open
         command: str,
         arguments: Mapping[str, Any],
         *,
@@ -248,7 +248,7 @@ class RemoteControl(Protocol):
         timeout: float,
         destination: Sequence[str] | None = None,
         action: str = "broadcast to workers",
-        limit: int | None = None,
+        limit: int | Callable[[], int | None] | None = None,
     ) -> list[Reply]: ...
     def bound_workers(self) -> list[str]: ...  # worker names bound to <namespace>.pidbox (lists_bound_workers)
     def events(  # Celery's event stream (exchange celeryev, bound with '#'); None after tick s without an event

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -162,12 +162,13 @@ class KombuControl:
         timeout: float,
         destination: Sequence[str] | None = None,
         action: str = "broadcast to workers",
-        limit: int | None = None,
+        limit: int | Callable[[], int | None] | None = None,
     ) -> list[fmt.Reply]:
         """Send ``command`` to every worker (or ``destination``); with ``reply``, the parsed replies.
 
         Collection stops after ``limit`` replies (default: one per destination), else when ``timeout`` seconds
-        pass without a reply: with the expected worker count, a round ends as soon as all have answered.
+        pass without a reply: with the expected worker count, a round ends as soon as all have answered. A
+        callable ``limit`` is asked once the connection is open, so a caller can look the count up meanwhile.
         """
         for _ in range(TORN_FILE_RETRIES):
             try:
@@ -187,7 +188,7 @@ class KombuControl:
         timeout: float,
         destination: Sequence[str] | None,
         action: str,
-        limit: int | None,
+        limit: int | Callable[[], int | None] | None,
     ) -> list[fmt.Reply]:
         kwargs = dict(arguments)
         nodes = list(destination) if destination else None
@@ -203,7 +204,8 @@ class KombuControl:
                 # Mailbox._broadcast stops after len(destination) replies
                 bodies = mailbox.call(nodes, command, kwargs, timeout=timeout)
             else:
-                bodies = mailbox.multi_call(command, kwargs, timeout=timeout, limit=limit or None)
+                wanted = limit() if callable(limit) else limit
+                bodies = mailbox.multi_call(command, kwargs, timeout=timeout, limit=wanted or None)
         return [r for body in bodies or () for r in fmt.parse_replies(body)]
 
     def revoke(

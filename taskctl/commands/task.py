@@ -42,9 +42,16 @@ RESET_EXPIRY_HELP = "Clear a past 'expires' or 'eta' header instead of skipping 
 @app.command()
 def revoke(
     task_ids: list[str] = typer.Argument(None, metavar="[ID...]", help=IDS_HELP, show_default=False),
-    task: str = typer.Option(None, "--task", metavar="GLOB", help="Tasks held by workers whose name matches."),
+    task: str = typer.Option(None, "--task", metavar="GLOB", help="Tasks whose name matches (held, queued, stored)."),
     root: str = typer.Option(None, "--root", metavar="ID", help="Every unfinished task of this workflow."),
-    queue: str = typer.Option(None, "--queue", metavar="Q", help="Tasks held by workers, delivered from Q."),
+    queue: str = typer.Option(None, "--queue", metavar="Q", help="Tasks queued in Q, or held after delivery from Q."),
+    scan: int = typer.Option(
+        10_000,  # revokes.DEFAULT_SCAN, written out so --help does not import the operation
+        "--scan",
+        min=1,
+        metavar="N",
+        help="Selectors read at most N messages per queue (and N stored results for --task).",
+    ),
     terminate: bool = typer.Option(False, "--terminate", help="Also kill the process running the task, if any."),
     signal: str = typer.Option("SIGTERM", "--signal", metavar="SIG", help="Signal for --terminate (TERM, KILL, 9)."),
     tree: bool = typer.Option(False, "--tree", help="Revoke every unfinished task in each id's result tree."),
@@ -61,6 +68,14 @@ def revoke(
     Workers that are offline never see it. taskctl also stores REVOKED in the result backend, as
     Celery 5.7 workers do: never over SUCCESS, FAILURE or REVOKED, nor over a state a running worker set.
 
+    Selectors (--task, --root, --queue; every one given must hold) look in three places: what online
+    workers hold (active, reserved, scheduled), the ready messages of the queues (--queue, else the queues
+    the workers consume, else 'celery'; peeked, never consumed nor reordered, at most --scan each; a quorum
+    queue with a delivery limit is skipped) and the result backend (--root: the workflow's stored tree;
+    --task: unfinished results whose stored meta names the task, written with result_extended). --dry-run
+    lists each match with where it was found. A queued task revoked now is discarded by a worker online now
+    when the message reaches it.
+
     Examples:
 
     \b
@@ -69,17 +84,23 @@ def revoke(
       taskctl task revoke ROOT_ID --tree --dry-run
       taskctl result list --state PENDING -o plain | awk 'NR>1{print $1}' | taskctl task revoke - --yes
       taskctl task revoke --task 'app.reports.*' --queue reports --dry-run
+      taskctl task revoke --root 5f1c0a38-6f1e-4c55-9c1e-2f4c1d0f5a11 --dry-run -o json
     """
     timeout = duration(reply_timeout, "--reply-timeout") or 0.0
     if task or root or queue:
         if task_ids:
             raise UsageError("give task ids or selectors (--task, --root, --queue), not both")
-        matches = revokes.select(config.current(), task_glob=task, root=root, queue=queue, timeout=timeout or 1.0)
+        matches = revokes.select(
+            config.current(), task_glob=task, root=root, queue=queue, timeout=timeout or 1.0, scan=scan
+        )
         if dry_run:
             return Listing(RevokeMatch, matches)
         task_ids = [m.task_id for m in matches]
         if not task_ids:
-            raise NotFoundError("no task matched the selectors", hint="see what workers hold: taskctl worker active")
+            raise NotFoundError(
+                "no task matched the selectors",
+                hint="selectors look at what online workers hold, ready queued messages and stored results",
+            )
         any_id = True
     ids = tasks.normalize_ids(read_ids(task_ids or []), any_id=any_id)
     confirm(f"revoke {len(ids)} task(s)", yes=yes, dry_run=dry_run)

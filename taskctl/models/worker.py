@@ -161,7 +161,7 @@ class RevokeMatch(Model):
 
     task_id: str
     name: str | None
-    #: e.g. "active on celery@web1", "reserved on celery@web2", "result tree of <root>"
+    #: where: "worker:<hostname>:active" (or reserved, scheduled), "queue:<name>" (a ready message), "result"
     found: tuple[str, ...]
 
 

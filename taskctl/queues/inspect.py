@@ -226,6 +226,11 @@ def _quorum_check(settings: Settings, broker: Broker, queue: str, force: bool) -
     events.warn(f"queue {queue!r} is a quorum queue: this peek counts as a delivery of each message shown")
 
 
+def check_peek_safe(settings: Settings, broker: Broker, queue: str) -> None:
+    """ConflictError where peeking QUEUE can drop messages (a quorum queue's delivery limit) or nobody can tell."""
+    _quorum_check(settings, broker, queue, False)
+
+
 def peek(
     settings: Settings, queue: str, limit: int, *, force: bool = False, max_message_size: int | None = None
 ) -> list[QueueMessage]:
