@@ -355,10 +355,17 @@ def filter_rows(rows: Sequence[TopRow], glob: str | None) -> list[TopRow]:
     return [r for r in rows if fnmatch.fnmatchcase(r.name, pattern)]
 
 
+def lists_queues(settings: Settings, has_management: bool) -> bool:
+    """The broker lists its queues itself (Redis bindings, SQS), or RabbitMQ's management API does."""
+    return has_management or backends.open_broker(settings).lists_queues
+
+
 def _queue_rows(settings: Settings) -> list[TopRow]:
-    """Task queues from RabbitMQ's management API (remote-control and event queues left out)."""
+    """Task queues as `queue list` reads them (remote-control and event queues left out)."""
+    from taskctl.queues.inspect import list_queues
+
     rows: list[TopRow] = []
-    for q in backends.open_management(settings).iter_queues():
+    for q in list_queues(settings):
         name = q.queue
         if name.endswith(".pidbox") or name.startswith(("celeryev.", "taskctl.events.")):
             continue  # remote-control and event queues, not task queues
@@ -391,7 +398,7 @@ def snapshot(
     stats, active = ins.calls(["stats", "active"])
     agg = Aggregate(window=window, failures=failures)
     agg.set_workers(stats, active, ins.names(stats, active))
-    if ins.control.has_management:
+    if lists_queues(settings, ins.control.has_management):
         try:
             agg.set_queues(_queue_rows(settings))
         except (UnavailableError, OperationError, NotFoundError) as exc:
@@ -517,7 +524,7 @@ class Monitor:
             if now >= next_workers:
                 try:
                     ins = workers.Inspector(self.settings, timeout=self.timeout)
-                    has_management = ins.control.has_management
+                    has_management = lists_queues(self.settings, ins.control.has_management)
                     stats, active = ins.calls(["stats", "active"])
                     self.aggregate.set_workers(stats, active, ins.names(stats, active))
                     self._problem("workers", None)

@@ -463,8 +463,8 @@ def redis_ev_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tw.Wor
 
 
 def test_live_view_on_redis(redis_ev_worker: tw.Workers, tmux: Tmux) -> None:
-    """Redis: the worker row from its replies and heartbeats, the task row from events; no queue section source
-    (no management API), which is not an error."""
+    """Redis: the worker row from its replies and heartbeats, the task row from events, and the queue the worker
+    consumes from kombu's bindings (no management API needed)."""
     w = redis_ev_worker
     tmux.start([sys.executable, "-m", "taskctl", *w.cli, "top", "--interval", "0.5"])
 
@@ -475,5 +475,11 @@ def test_live_view_on_redis(redis_ev_worker: tw.Workers, tmux: Tmux) -> None:
     screen = tmux.wait_for(busy, timeout=45, what="the Redis worker and the wk.add row")
     worker_line = next(line for line in screen.splitlines() if line.startswith(w.solo))
     assert " up " in worker_line and "Traceback" not in screen and "cannot" not in screen
+    # the queue section comes from kombu's bindings; other queues on a shared Redis are filtered away
+    tmux("send-keys", "-t", "top", "/", *w.queue_solo)
+    tmux("send-keys", "-t", "top", "Enter")
+    screen = tmux.wait_for(
+        lambda s: any(ln.startswith(w.queue_solo) for ln in s.splitlines()), timeout=30, what="the Redis queue row"
+    )
     tmux("send-keys", "-t", "top", "q")
     assert tmux.exit_code() == 0
