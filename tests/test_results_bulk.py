@@ -344,7 +344,8 @@ def test_killed_forget_resumes_from_its_checkpoint(
             )
             assert again.returncode == 0, again.stderr
             report = json.loads(again.stdout)
-            assert report["earlier"] >= 2000 and report["earlier"] + report["count"] >= 6000
+            # the chunk being deleted at the kill is gone but not yet recorded: neither run can count it
+            assert report["earlier"] >= 2000 and 6000 - 200 <= report["earlier"] + report["count"] <= 6000
             assert stored_keys(endpoint, table) == {k for k in items if "-bad" in k}
             both = proxy.requests
             assert both <= 1.05 * uninterrupted, (both, uninterrupted)

@@ -205,7 +205,11 @@ def test_aggregate_of_real_events(ev_workers: tw.Workers) -> None:
     def done(evs: list[CeleryEvent]) -> bool:
         ok = {e.uuid for e in evs if e.type == "task-succeeded"}
         failed = {e.uuid for e in evs if e.type == "task-failed"}
-        return set(sleep_ids) <= ok and set(fail_ids) <= failed and set(flaky_ids) <= ok
+        # worker rows come from worker events (heartbeats every 2 s): wait for one of each worker too
+        beats = {e.hostname for e in evs if e.type.startswith("worker-")}
+        return (
+            set(sleep_ids) <= ok and set(fail_ids) <= failed and set(flaky_ids) <= ok and {w.prefork, w.solo} <= beats
+        )
 
     evs = record(w, send, done)
     agg = monitor.Aggregate(window=60.0, clock=lambda: 1000.0)
