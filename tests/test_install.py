@@ -235,3 +235,28 @@ def test_installed_queue_stats(installed: Installed, scheme: str, tmp_path: Path
             broker.delete_queue(unique_name)
         else:
             broker.purge(unique_name)
+
+
+def test_installed_queue_stats_on_sqs(installed: Installed, sqs_url: str, tmp_path: Path, unique_name: str) -> None:
+    """sqs:// from the installed wheel: boto3 only, no pycurl (only a Celery worker on SQS needs it)."""
+    from taskctl import backends
+    from taskctl.formats.message import build_task_message
+
+    opts = {"region": "us-east-1"}
+    config = tmp_path / "taskctl.toml"
+    config.write_text(f'[default]\nbroker = "{sqs_url}"\n[default.transport_options]\nregion = "us-east-1"\n')
+    broker = backends.broker_class(sqs_url).from_url(sqs_url, transport_options=opts)
+    broker.declare_queue(unique_name)
+    try:
+        with broker.publisher() as pub:
+            for i in range(3):
+                msg = build_task_message("app.add", [i, i], {}, task_id=f"{unique_name}-{i}", queue=unique_name)
+                pub.publish(msg, "", unique_name)
+            pub.flush()
+        r = installed.taskctl("--config", str(config), "queue", "stats", unique_name, "-o", "json", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert [(g["queue"], g["messages"]) for g in got] == [(unique_name, 3)]
+        assert "testing@" not in r.stdout + r.stderr
+    finally:
+        broker.delete_queue(unique_name)
