@@ -22,6 +22,7 @@ BENCHES = [
     ("Redis broker: loss-free drain against a bare BRPOP loop and kombu's consumer", ["bench/redis_bench.py"]),
     ("Workers: worker list against celery inspect ping", ["bench/worker_bench.py"]),
     ("Bulk results: list, forget, resume", ["bench/bulk_bench.py"]),
+    ("Result tree streamed: peak memory at 1,000,000 nodes", ["bench/tree_stream_bench.py"]),
     ("Top: CPU use and refresh latency of the live view", ["bench/top_bench.py"]),
     ("SQS: requests per 1,000 messages drained", ["bench/sqs_bench.py"]),
 ]
