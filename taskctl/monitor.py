@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from taskctl import backends, events, workers
-from taskctl.errors import NotFoundError, OperationError, TaskctlError, UnavailableError, UsageError
+from taskctl.errors import NotFoundError, OperationError, UnavailableError, UsageError
 from taskctl.formats import control as fmt
 from taskctl.models.worker import NO_REPLY, TopRow, WorkerEvent
-from taskctl.urls import mask_text
 
 if TYPE_CHECKING:
     from taskctl.config import Settings
@@ -360,7 +359,7 @@ def lists_queues(settings: Settings, has_management: bool) -> bool:
     return has_management or backends.open_broker(settings).lists_queues
 
 
-def _queue_rows(settings: Settings) -> list[TopRow]:
+def queue_rows(settings: Settings) -> list[TopRow]:
     """Task queues as `queue list` reads them (remote-control and event queues left out)."""
     from taskctl.queues.inspect import list_queues
 
@@ -400,7 +399,7 @@ def snapshot(
     agg.set_workers(stats, active, ins.names(stats, active))
     if lists_queues(settings, ins.control.has_management):
         try:
-            agg.set_queues(_queue_rows(settings))
+            agg.set_queues(queue_rows(settings))
         except (UnavailableError, OperationError, NotFoundError) as exc:
             events.warn(f"queues left out: {exc}")
     deadline = time.monotonic() + window
@@ -417,128 +416,3 @@ def snapshot(
     if not agg.task_events_seen:
         events.warn(EVENTS_HINT)
     return filter_rows(sort_rows(rows, sort), glob)
-
-
-#: seconds between remote-control rounds (workers) and management API reads (queues) in the live view
-WORKERS_EVERY = 5.0
-QUEUES_EVERY = 2.0
-#: seconds before a failed connection is tried again
-RETRY_AFTER = 2.0
-#: seconds a warning stays on the live view's screen
-WARNING_FOR = 10.0
-
-
-class Monitor:
-    """The live view's data: Celery's events consumed in one thread, workers and queues polled in another.
-
-    Nothing here raises once started: a broken broker becomes a line in ``problems()`` and is tried again.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        timeout: float = 1.0,
-        failures: int = FAILURES,
-        workers_every: float = WORKERS_EVERY,
-        queues_every: float = QUEUES_EVERY,
-    ) -> None:
-        self.settings = settings
-        self.timeout = timeout
-        self.workers_every = workers_every
-        self.queues_every = queues_every
-        self.aggregate = Aggregate(failures=failures)
-        self._stop = threading.Event()
-        self._problems: dict[str, str] = {}
-        self._warning: tuple[float, str] | None = None
-        self._plock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        for target, name in ((self._consume, "taskctl-top-events"), (self._poll, "taskctl-top-poll")):
-            th = threading.Thread(target=target, name=name, daemon=True)
-            th.start()
-            self._threads.append(th)
-
-    def stop(self, wait: float = 1.0) -> None:
-        """Ask both threads to end; wait up to ``wait`` s (they are daemons: a stuck call cannot hold the exit)."""
-        self._stop.set()
-        deadline = time.monotonic() + wait
-        for th in self._threads:
-            th.join(max(0.0, deadline - time.monotonic()))
-
-    def rows(self) -> list[TopRow]:
-        return self.aggregate.rows()
-
-    def problems(self) -> list[str]:
-        """One line per failing source (events, workers, queues), the latest warning for WARNING_FOR seconds,
-        and how to turn task events on."""
-        now = time.monotonic()
-        with self._plock:
-            out = [f"{k}: {v}" for k, v in sorted(self._problems.items())]
-            events_broken = "events" in self._problems
-            if self._warning is not None and now - self._warning[0] <= WARNING_FOR:
-                out.append(f"warning: {self._warning[1]}")
-        agg = self.aggregate
-        if not agg.task_events_seen and agg.clock() - agg.started >= QUIET_HINT_AFTER and not events_broken:
-            out.append("no task events: run 'taskctl worker events --enable' or start workers with -E")
-        return out
-
-    def warn(self, message: str) -> None:
-        """A warning from a lower layer, shown on the screen instead of stderr (which the screen covers)."""
-        with self._plock:
-            self._warning = (time.monotonic(), fmt.bounded(message, 300))
-
-    def _problem(self, source: str, exc: BaseException | None) -> None:
-        with self._plock:
-            if exc is None:
-                self._problems.pop(source, None)
-            elif isinstance(exc, TaskctlError):
-                self._problems[source] = exc.message
-            else:  # a bug shows as a line, never a traceback over the screen
-                urls = [u for u in (self.settings.broker, self.settings.management_url) if u]
-                self._problems[source] = mask_text(f"internal error: {type(exc).__name__}: {exc}", *urls)
-
-    def _consume(self) -> None:
-        while not self._stop.is_set():
-            try:
-                source = backends.open_control(self.settings).events(tick=0.25)
-                try:
-                    for ev in source:
-                        self._problem("events", None)
-                        if ev is not None:
-                            self.aggregate.add(ev)
-                        if self._stop.is_set():
-                            return
-                finally:
-                    source.close()
-            except Exception as exc:
-                self._problem("events", exc)
-                self._stop.wait(RETRY_AFTER)
-
-    def _poll(self) -> None:
-        next_workers = next_queues = 0.0
-        has_management: bool | None = None
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= next_workers:
-                try:
-                    ins = workers.Inspector(self.settings, timeout=self.timeout)
-                    has_management = lists_queues(self.settings, ins.control.has_management)
-                    stats, active = ins.calls(["stats", "active"])
-                    self.aggregate.set_workers(stats, active, ins.names(stats, active))
-                    self._problem("workers", None)
-                    next_workers = time.monotonic() + self.workers_every
-                except Exception as exc:
-                    self._problem("workers", exc)
-                    next_workers = time.monotonic() + RETRY_AFTER
-            if has_management and now >= next_queues:
-                try:
-                    self.aggregate.set_queues(_queue_rows(self.settings))
-                    self._problem("queues", None)
-                    next_queues = time.monotonic() + self.queues_every
-                except Exception as exc:
-                    self._problem("queues", exc)
-                    next_queues = time.monotonic() + RETRY_AFTER
-            wake = min(next_workers, next_queues if has_management else next_workers)
-            self._stop.wait(max(0.05, wake - time.monotonic()))

@@ -23,7 +23,7 @@ from conftest import REDIS_URL, ROOT, port_open, service_missing
 from taskctl import backends, config, monitor
 from taskctl.formats.control import CeleryEvent
 from taskctl.models import TopRow
-from taskctl.topview import BACKSPACE, ENTER, ESCAPE, ViewState, parse_keys
+from taskctl.topview import BACKSPACE, ENTER, ESCAPE, Monitor, ViewState, parse_keys
 
 RETRYING_TASK = """
 
@@ -444,7 +444,7 @@ def test_warnings_go_on_the_screen_while_it_is_shown(capsys: pytest.CaptureFixtu
     """stderr lies under the full screen: a lower layer's warning becomes a status line, notes are dropped."""
     from taskctl import events
 
-    mon = monitor.Monitor(config.resolve({"broker": tw.BROKER}))  # never started: no connection
+    mon = Monitor(config.resolve({"broker": tw.BROKER}))  # never started: no connection
     with events.routed(mon.warn):
         events.warn("bound workers unknown")
         events.note("detail")

@@ -21,22 +21,16 @@ once (visibility 0).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
-import math
-import re
-import string
-import time
-import uuid
-from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from taskctl import events
 from taskctl.backends.base import Delivery, QueueCounts
+from taskctl.backends.sqs_consume import SqsPublisher, SqsReceiver
+from taskctl.backends.sqs_format import SQS_BATCH, decode_envelope, entity_name
 from taskctl.errors import (
     ConflictError,
     NotFoundError,
@@ -45,26 +39,14 @@ from taskctl.errors import (
     UnavailableError,
     UsageError,
 )
-from taskctl.formats.message import RawMessage
 from taskctl.urls import mask, mask_text, parse
 
 if TYPE_CHECKING:
     from taskctl.models import BrokerQueue
 
-#: kombu's CHARS_REPLACE_TABLE: '.' -> '-', punctuation other than '-' and '_' -> '_'
-CHARS_REPLACE_TABLE = {ord(c): 0x5F for c in string.punctuation if c not in "-_."}
-CHARS_REPLACE_TABLE[0x2E] = 0x2D
-#: SQS returns, sends and deletes at most ten messages a request
-SQS_BATCH = 10
-#: a SendMessageBatch request may carry at most this many bytes of bodies (the classic SQS limit)
-BATCH_BYTES = 256 * 1024
-#: seconds a drain, move or requeue keeps received messages hidden before it deletes them
 DEFAULT_VISIBILITY = 120
 #: seconds a peek hides what it received if releasing it fails
 PEEK_VISIBILITY = 30
-#: kombu's virtual-transport keys in ``properties`` that are envelope, not message
-VIRTUAL_ENVELOPE = ("body_encoding", "delivery_tag", "delivery_info")
-B64_RE = re.compile(rb"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
 NOT_FOUND = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
 DENIED = {
     "AccessDenied",
@@ -79,95 +61,6 @@ THROTTLED = {"Throttling", "ThrottlingException", "RequestThrottled", "OverLimit
 PURGE_IN_PROGRESS = {"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"}
 #: seconds SQS makes a queue wait between two purges
 PURGE_INTERVAL = 60
-
-
-def entity_name(name: str) -> str:
-    """A queue name as kombu makes it legal for SQS (``my.queue`` -> ``my-queue``)."""
-    if name.endswith(".fifo"):
-        return name[: -len(".fifo")].translate(CHARS_REPLACE_TABLE) + ".fifo"
-    return name.translate(CHARS_REPLACE_TABLE)
-
-
-def _b64_or_raw(raw: bytes) -> bytes:
-    """kombu's ``_optional_b64_decode``: the decoded bytes where RAW is canonical base64 of UTF-8 text."""
-    candidate = raw.strip()
-    if not B64_RE.fullmatch(candidate):
-        return raw
-    try:
-        decoded = base64.b64decode(candidate, validate=True)
-    except (binascii.Error, ValueError):
-        return raw
-    if base64.b64encode(decoded).rstrip(b"=") != candidate.rstrip(b"="):
-        return raw
-    try:
-        decoded.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-    return decoded
-
-
-def decode_envelope(body: str, receive_count: int = 1) -> RawMessage:
-    """An SQS message body (as kombu's SQS transport writes it) as the message Celery published.
-
-    Untrusted: anything that is not kombu's envelope is returned as the body itself, never an error.
-    """
-    text_bytes = _b64_or_raw(body.encode("utf-8", "surrogateescape"))
-    redelivered = receive_count > 1
-    try:
-        from kombu.utils.json import loads
-
-        payload = loads(text_bytes.decode("utf-8"))  # type: ignore[no-untyped-call]
-    except (ValueError, TypeError, RecursionError, UnicodeError, OverflowError):
-        payload = None
-    if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
-        return RawMessage(body=text_bytes, redelivered=redelivered)
-    props = dict(payload["properties"])
-    found = props.get("delivery_info")
-    info: dict[str, Any] = found if isinstance(found, dict) else {}
-    raw_body = payload.get("body")
-    try:
-        if isinstance(raw_body, str) and props.get("body_encoding") == "base64":
-            data = base64.b64decode(raw_body)
-        elif isinstance(raw_body, str):
-            data = raw_body.encode("utf-8", "surrogateescape")
-        elif isinstance(raw_body, bytes):
-            data = raw_body
-        else:
-            data = b"" if raw_body is None else json.dumps(raw_body).encode()
-    except (binascii.Error, ValueError, TypeError, RecursionError):
-        return RawMessage(body=text_bytes, redelivered=redelivered)
-    headers = payload.get("headers")
-    ctype, cenc = payload.get("content-type"), payload.get("content-encoding")
-    return RawMessage(
-        body=data,
-        content_type=ctype if isinstance(ctype, str) else None,
-        content_encoding=cenc if isinstance(cenc, str) else None,
-        headers=dict(headers) if isinstance(headers, dict) else {},
-        properties={k: v for k, v in props.items() if k not in VIRTUAL_ENVELOPE},
-        exchange=str(info.get("exchange") or ""),
-        routing_key=str(info.get("routing_key") or ""),
-        redelivered=redelivered,
-    )
-
-
-def encode_envelope(raw: RawMessage, exchange: str, routing_key: str, *, b64: bool = True) -> str:
-    """RAW as the body kombu's SQS transport sends (``Channel._put``): its virtual JSON, base64 by default."""
-    from kombu.utils.json import dumps
-
-    props = {k: v for k, v in (raw.properties or {}).items() if k not in VIRTUAL_ENVELOPE}
-    props.setdefault("priority", 0)
-    props["body_encoding"] = "base64"
-    props["delivery_tag"] = str(uuid.uuid4())
-    props["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
-    payload = {
-        "body": base64.b64encode(raw.body).decode("ascii"),
-        "content-encoding": raw.content_encoding,
-        "content-type": raw.content_type,
-        "headers": dict(raw.headers or {}),
-        "properties": props,
-    }
-    text: str = dumps(payload)  # type: ignore[no-untyped-call]
-    return base64.b64encode(text.encode("utf-8")).decode("ascii") if b64 else text
 
 
 def _name_of(url_or_arn: str) -> str:
@@ -600,144 +493,3 @@ class SqsBroker:
     def publisher(self, *, window: int = 1000, purpose: str = "publish") -> Iterator[SqsPublisher]:
         pub = SqsPublisher(self)
         yield pub
-
-
-class SqsReceiver:
-    """The Getter and Consumer of taskctl.backends.base on one queue: ReceiveMessage of ten, DeleteMessageBatch.
-
-    As a Consumer it pauses (``next`` returns None) once the oldest message it holds has used half its
-    visibility timeout: the transfer engine then commits and deletes, before SQS could hand that message to
-    someone else.
-    """
-
-    def __init__(self, broker: SqsBroker, queue: str, url: str) -> None:
-        self.broker, self.queue, self.url = broker, queue, url
-        self.pending: deque[tuple[Delivery, float]] = deque()
-        #: receipt handles handed out and not yet deleted, in order, with when they were received
-        self.unacked: deque[tuple[str, float]] = deque()
-        self.hold = broker.visibility / 2
-
-    def _fill(self, wait: int) -> None:
-        got = self.broker.receive(self.queue, self.url, SQS_BATCH, wait=wait, visibility=self.broker.visibility)
-        now = time.monotonic()
-        for m in got:
-            self.pending.append((self.broker.to_delivery(m), now))
-
-    def _take(self) -> Delivery | None:
-        if not self.pending:
-            return None
-        d, at = self.pending.popleft()
-        self.unacked.append((str(d.tag), at))
-        return d
-
-    def get(self) -> Delivery | None:
-        """The next message; None when a one-second long poll finds none."""
-        if not self.pending:
-            self._fill(1)
-        return self._take()
-
-    def next(self, timeout: float) -> Delivery | None:
-        """The next message, or None after about TIMEOUT s (whole seconds: SQS long polling) with none."""
-        if self.unacked and time.monotonic() - self.unacked[0][1] > self.hold:
-            return None  # commit first: the oldest held message is half-way to visible again
-        if not self.pending:
-            self._fill(max(1, math.ceil(timeout)) if timeout > 0 else 0)
-        return self._take()
-
-    def ack_upto(self, delivery: Delivery) -> int:
-        """Delete DELIVERY and every message handed out before it, in tens; how many."""
-        handles: list[str] = []
-        while self.unacked:
-            h, _ = self.unacked.popleft()
-            handles.append(h)
-            if h == delivery.tag:
-                break
-        self.broker.delete(self.queue, self.url, handles)
-        return len(handles)
-
-    def ack_one(self, delivery: Delivery) -> None:
-        self.broker.delete(self.queue, self.url, [str(delivery.tag)])
-        self.unacked = deque(x for x in self.unacked if x[0] != delivery.tag)
-
-    def close(self) -> None:
-        """Release every message received and not deleted (handed out or not), so it is visible at once."""
-        handles = [h for h, _ in self.unacked] + [str(d.tag) for d, _ in self.pending]
-        self.unacked.clear()
-        self.pending.clear()
-        if handles:
-            self.broker.release(self.queue, self.url, handles)
-
-
-class SqsPublisher:
-    """SendMessageBatch in tens per destination; a batch is sent when full and on ``flush``, which returns once
-    SQS accepted every message so far (the response is the confirm) or raises."""
-
-    def __init__(self, broker: SqsBroker) -> None:
-        self.broker = broker
-        self.sent = 0
-        self._confirmed = 0
-        self._buffers: dict[str, list[dict[str, Any]]] = {}
-        self._bytes: dict[str, int] = {}
-        #: the first send that failed: every later flush raises, so the source is never deleted past it
-        self._failure: str | None = None
-
-    @property
-    def confirmed(self) -> int:
-        return self._confirmed
-
-    def check_destination(self, exchange: str, routing_key: str) -> None:
-        """NotFoundError unless the queue ROUTING_KEY exists (SQS has no exchanges: the routing key names it)."""
-        self.broker.queue_url(routing_key)
-
-    def publish(self, raw: RawMessage, exchange: str, routing_key: str) -> None:
-        """Queue RAW for the queue ROUTING_KEY as kombu's SQS transport would send it; sent ten at a time."""
-        queue = routing_key
-        body = encode_envelope(raw, exchange, routing_key, b64=self.broker.b64)
-        entry: dict[str, Any] = {"Id": str(len(self._buffers.get(queue, ()))), "MessageBody": body}
-        if self.broker.sqs_name(queue).endswith(".fifo"):
-            props = raw.properties or {}
-            entry["MessageGroupId"] = str(props.get("MessageGroupId") or "default")
-            entry["MessageDeduplicationId"] = str(props.get("MessageDeduplicationId") or uuid.uuid4())
-        size = len(body)
-        buf = self._buffers.setdefault(queue, [])
-        if buf and self._bytes.get(queue, 0) + size > BATCH_BYTES:
-            self._send(queue)
-            buf = self._buffers.setdefault(queue, [])
-            entry["Id"] = "0"
-        buf.append(entry)
-        self._bytes[queue] = self._bytes.get(queue, 0) + size
-        self.sent += 1
-        if len(buf) >= SQS_BATCH:
-            self._send(queue)
-
-    def _send(self, queue: str) -> None:
-        entries = self._buffers.pop(queue, [])
-        self._bytes.pop(queue, None)
-        if not entries:
-            return
-        try:
-            url = self.broker.queue_url(queue)
-            resp = self.broker.call(queue, f"send to {queue!r}", "send_message_batch", QueueUrl=url, Entries=entries)
-        except TaskctlError as exc:
-            self._failure = self._failure or exc.message
-            raise
-        failed = resp.get("Failed") or []
-        self._confirmed += len(resp.get("Successful") or [])
-        if failed:
-            f = failed[0]
-            text = mask_text(str(f.get("Message") or ""), self.broker.url)
-            self._failure = self._failure or f"SQS refused a message sent to {queue!r}: {f.get('Code')}: {text}"
-            raise OperationError(
-                f"SQS refused {len(failed)} of {len(entries)} messages sent to {queue!r}: {f.get('Code')}: {text}",
-                hint="the source messages were not deleted and stay where they were",
-            )
-
-    def flush(self, timeout: float = 60.0) -> None:
-        """Send what is buffered; raises if any message since the start was refused (or its request failed), so
-        nothing is deleted from the source after a failed send."""
-        for queue in list(self._buffers):
-            self._send(queue)
-        if self._failure:
-            raise OperationError(
-                f"publish failed: {self._failure}", hint="the source messages were not deleted and stay where they were"
-            )
