@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -443,3 +444,11 @@ def test_a_result_with_a_failing_exit_code_reports_an_error_line(store: str, ext
     else:
         assert r.stderr.startswith("error: 1 of 2 ids have no stored result"), r.stderr
         assert (r.stdout == "") == ("-q" in extra)
+
+
+def test_json_list_from_an_unreachable_broker_leaves_stdout_empty(run: Any) -> None:
+    """A list that fails before its first row prints no half array: stdout stays empty, the error is on stderr."""
+    r = run("queue", "list", "-o", "json", "--broker", "sqs://a:b@127.0.0.1:1")
+    assert r.exit_code == 5
+    assert r.stdout == ""
+    assert json.loads(r.stderr)["error"]["code"] == "unavailable"

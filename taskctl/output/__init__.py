@@ -19,7 +19,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, TextIO
 
 from taskctl.errors import ExitCode
@@ -183,9 +183,11 @@ class Renderer:
         it = iter(items)
         fmt = self.fmt
         if fmt == "json":
+            # the first item before the "[": an error before any row (an unreachable broker) leaves stdout empty
+            head = list(islice(it, 1))
             self._write("[")
             first = True
-            for item in it:
+            for item in chain(head, it):
                 self._write("\n  " if first else ",\n  ")
                 self._write(dumps(item))
                 first = False
